@@ -1,0 +1,257 @@
+/* smelt-destination.c: base class of destination plugins
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "smelt-private.h"
+
+/**
+ * SmeltDestination:
+ *
+ * Where an export puts its files. Files created with
+ * smelt_destination_create_file() become visible under their final names
+ * only at smelt_destination_commit(); smelt_destination_abort() removes
+ * everything, so a failed or cancelled export leaves nothing behind.
+ */
+
+typedef struct {
+  char       *name;
+  GHashTable *created;
+} SmeltDestinationPrivate;
+
+enum {
+  PROP_0,
+  PROP_NAME,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (SmeltDestination, smelt_destination, G_TYPE_OBJECT)
+
+static void
+smelt_destination_finalize (GObject *object)
+{
+  SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (SMELT_DESTINATION (object));
+
+  g_free (priv->name);
+  g_hash_table_unref (priv->created);
+  G_OBJECT_CLASS (smelt_destination_parent_class)->finalize (object);
+}
+
+static void
+smelt_destination_get_property (GObject    *object,
+                                guint       prop_id,
+                                GValue     *value,
+                                GParamSpec *pspec)
+{
+  SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (SMELT_DESTINATION (object));
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      g_value_set_string (value, priv->name);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+smelt_destination_set_property (GObject      *object,
+                                guint         prop_id,
+                                const GValue *value,
+                                GParamSpec   *pspec)
+{
+  SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (SMELT_DESTINATION (object));
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      g_free (priv->name);
+      priv->name = g_value_dup_string (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static gboolean
+smelt_destination_real_prepare (SmeltDestination *self,
+                                GCancellable     *cancellable,
+                                GError          **error)
+{
+  return TRUE;
+}
+
+static char *
+smelt_destination_real_describe (SmeltDestination *self)
+{
+  return g_strdup (G_OBJECT_TYPE_NAME (self));
+}
+
+static void
+smelt_destination_class_init (SmeltDestinationClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = smelt_destination_finalize;
+  object_class->get_property = smelt_destination_get_property;
+  object_class->set_property = smelt_destination_set_property;
+  klass->prepare = smelt_destination_real_prepare;
+  klass->describe = smelt_destination_real_describe;
+
+  /**
+   * SmeltDestination:name:
+   *
+   * The destination's name in the recipe (`[Destination NAME]`).
+   */
+  properties[PROP_NAME] = g_param_spec_string ("name", NULL, NULL, NULL,
+                                               G_PARAM_READWRITE | G_PARAM_CONSTRUCT |
+                                               G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+smelt_destination_init (SmeltDestination *self)
+{
+  SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (self);
+
+  priv->created = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+}
+
+/**
+ * smelt_destination_prepare:
+ * @self: a #SmeltDestination
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Checks that the destination can take an export, before any work.
+ *
+ * Returns: %TRUE if it can
+ */
+gboolean
+smelt_destination_prepare (SmeltDestination *self,
+                           GCancellable     *cancellable,
+                           GError          **error)
+{
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), FALSE);
+  return SMELT_DESTINATION_GET_CLASS (self)->prepare (self, cancellable, error);
+}
+
+static gboolean
+is_safe_relative_path (const char *path)
+{
+  g_auto(GStrv) parts = NULL;
+
+  if (path == NULL || *path == '\0' || g_path_is_absolute (path))
+    return FALSE;
+  parts = g_strsplit (path, "/", -1);
+  for (guint i = 0; parts[i]; i++)
+    if (*parts[i] == '\0' || g_str_equal (parts[i], ".") || g_str_equal (parts[i], ".."))
+      return FALSE;
+  return TRUE;
+}
+
+/**
+ * smelt_destination_create_file:
+ * @self: a #SmeltDestination
+ * @path: a relative path such as `model-00001-of-00002.safetensors`
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Creates a file that appears under @path at commit.
+ *
+ * Returns: (transfer full): a stream to write the file, or %NULL
+ */
+GOutputStream *
+smelt_destination_create_file (SmeltDestination *self,
+                               const char       *path,
+                               GCancellable     *cancellable,
+                               GError          **error)
+{
+  SmeltDestinationPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), NULL);
+  priv = smelt_destination_get_instance_private (self);
+
+  if (!is_safe_relative_path (path))
+    {
+      g_set_error (error, SMELT_DESTINATION_ERROR, SMELT_DESTINATION_ERROR_FAILED,
+                   "“%s” is not a relative path inside the destination", path);
+      return NULL;
+    }
+  if (g_hash_table_contains (priv->created, path))
+    {
+      g_set_error (error, SMELT_DESTINATION_ERROR, SMELT_DESTINATION_ERROR_CONFLICT,
+                   "two exports write %s in destination “%s”; give them different "
+                   "destinations", path, priv->name ? priv->name : "?");
+      return NULL;
+    }
+  g_hash_table_add (priv->created, g_strdup (path));
+  return SMELT_DESTINATION_GET_CLASS (self)->create_file (self, path, cancellable, error);
+}
+
+/**
+ * smelt_destination_commit:
+ * @self: a #SmeltDestination
+ * @message: (nullable): a description of the change (commit message)
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Makes every created file visible under its final name.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_destination_commit (SmeltDestination *self,
+                          const char       *message,
+                          GCancellable     *cancellable,
+                          GError          **error)
+{
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), FALSE);
+  return SMELT_DESTINATION_GET_CLASS (self)->commit (self, message, cancellable, error);
+}
+
+/**
+ * smelt_destination_abort:
+ * @self: a #SmeltDestination
+ *
+ * Removes everything created since the destination was made.
+ */
+void
+smelt_destination_abort (SmeltDestination *self)
+{
+  g_return_if_fail (SMELT_IS_DESTINATION (self));
+  SMELT_DESTINATION_GET_CLASS (self)->abort (self);
+}
+
+/**
+ * smelt_destination_describe:
+ * @self: a #SmeltDestination
+ *
+ * Returns: (transfer full): where the files go, for people
+ */
+char *
+smelt_destination_describe (SmeltDestination *self)
+{
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), NULL);
+  return SMELT_DESTINATION_GET_CLASS (self)->describe (self);
+}
+
+/**
+ * smelt_destination_get_name:
+ * @self: a #SmeltDestination
+ *
+ * Returns: (nullable): the destination's name in the recipe
+ */
+const char *
+smelt_destination_get_name (SmeltDestination *self)
+{
+  SmeltDestinationPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), NULL);
+  priv = smelt_destination_get_instance_private (self);
+  return priv->name;
+}

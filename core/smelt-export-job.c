@@ -1,0 +1,1062 @@
+/* smelt-export-job.c: runs a recipe: one pass over the tensors feeding
+ * every export
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "smelt-private.h"
+
+/**
+ * SmeltExportJob:
+ *
+ * Runs a #SmeltRecipe. The job opens the model and adapters, plans every
+ * export, then walks the merged tensors once: each row block is merged
+ * once, on a thread pool, and handed to every export that wants it.
+ * Blocks are written in order, so output is byte-identical at any thread
+ * count. Memory stays at a few blocks per thread, whatever the model size.
+ *
+ * Progress (#SmeltExportJob:stage, #SmeltExportJob:fraction,
+ * #SmeltExportJob:current-tensor and the #SmeltExportJob::progress signal)
+ * is always delivered on the thread that started the job: directly for
+ * smelt_export_job_run(), through the caller's main context for
+ * smelt_export_job_run_async().
+ */
+
+/* Target size of one block of float32 rows. Big enough that GEMM and
+ * conversion run at full speed, small enough that threads × window blocks
+ * stay far below the 1 GiB budget. */
+#define BLOCK_BYTES (4u << 20)
+
+typedef struct {
+  SmeltTensor  *tensor;
+  guint64       first_row;
+  guint64       n_rows;
+  gboolean      last_of_tensor;
+  SmeltRows    *wants;          /* per format, shared by a tensor's blocks */
+  GByteArray  **encoded;        /* per format */
+  GError       *error;
+  gboolean      done;
+} Block;
+
+struct _SmeltExportJob
+{
+  GObject        parent_instance;
+
+  SmeltRecipe   *recipe;
+  SmeltRegistry *registry;
+  guint          n_threads;
+
+  gboolean       prepared;
+  gboolean       ran;
+  SmeltSource   *source;
+  GPtrArray     *formats;        /* SmeltFormat */
+  GPtrArray     *destinations;   /* SmeltDestination */
+
+  /* progress, as seen by the caller's thread */
+  char          *stage;
+  char          *current_tensor;
+  double         fraction;
+  guint64        bytes_done;
+  guint64        bytes_total;
+  guint64        plan_total;     /* the working thread's copy */
+
+  /* delivery */
+  GMainContext  *context;
+  gboolean       deliver_async;
+  gint64         last_report;
+
+  /* the block pipeline */
+  GMutex         lock;
+  GCond          cond;
+  GThreadPool   *pool;
+  guint          n_formats;
+};
+
+enum {
+  PROP_0,
+  PROP_RECIPE,
+  PROP_REGISTRY,
+  PROP_N_THREADS,
+  PROP_STAGE,
+  PROP_FRACTION,
+  PROP_CURRENT_TENSOR,
+  PROP_BYTES_DONE,
+  PROP_BYTES_TOTAL,
+  N_PROPS
+};
+
+enum {
+  SIGNAL_PROGRESS,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (SmeltExportJob, smelt_export_job, G_TYPE_OBJECT)
+
+static void
+smelt_export_job_finalize (GObject *object)
+{
+  SmeltExportJob *self = SMELT_EXPORT_JOB (object);
+
+  g_clear_object (&self->recipe);
+  g_clear_object (&self->registry);
+  g_clear_object (&self->source);
+  g_clear_pointer (&self->formats, g_ptr_array_unref);
+  g_clear_pointer (&self->destinations, g_ptr_array_unref);
+  g_free (self->stage);
+  g_free (self->current_tensor);
+  g_clear_pointer (&self->context, g_main_context_unref);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->cond);
+
+  G_OBJECT_CLASS (smelt_export_job_parent_class)->finalize (object);
+}
+
+static void
+smelt_export_job_get_property (GObject    *object,
+                               guint       prop_id,
+                               GValue     *value,
+                               GParamSpec *pspec)
+{
+  SmeltExportJob *self = SMELT_EXPORT_JOB (object);
+
+  switch (prop_id)
+    {
+    case PROP_RECIPE:
+      g_value_set_object (value, self->recipe);
+      break;
+    case PROP_REGISTRY:
+      g_value_set_object (value, self->registry);
+      break;
+    case PROP_N_THREADS:
+      g_value_set_uint (value, self->n_threads);
+      break;
+    case PROP_STAGE:
+      g_value_set_string (value, self->stage);
+      break;
+    case PROP_FRACTION:
+      g_value_set_double (value, self->fraction);
+      break;
+    case PROP_CURRENT_TENSOR:
+      g_value_set_string (value, self->current_tensor);
+      break;
+    case PROP_BYTES_DONE:
+      g_value_set_uint64 (value, self->bytes_done);
+      break;
+    case PROP_BYTES_TOTAL:
+      g_value_set_uint64 (value, self->bytes_total);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+smelt_export_job_set_property (GObject      *object,
+                               guint         prop_id,
+                               const GValue *value,
+                               GParamSpec   *pspec)
+{
+  SmeltExportJob *self = SMELT_EXPORT_JOB (object);
+
+  switch (prop_id)
+    {
+    case PROP_RECIPE:
+      self->recipe = g_value_dup_object (value);
+      break;
+    case PROP_REGISTRY:
+      self->registry = g_value_dup_object (value);
+      break;
+    case PROP_N_THREADS:
+      smelt_export_job_set_n_threads (self, g_value_get_uint (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+smelt_export_job_class_init (SmeltExportJobClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = smelt_export_job_finalize;
+  object_class->get_property = smelt_export_job_get_property;
+  object_class->set_property = smelt_export_job_set_property;
+
+  /**
+   * SmeltExportJob:recipe:
+   *
+   * The recipe to run.
+   */
+  properties[PROP_RECIPE] =
+    g_param_spec_object ("recipe", NULL, NULL, SMELT_TYPE_RECIPE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:registry:
+   *
+   * Where plugins come from.
+   */
+  properties[PROP_REGISTRY] =
+    g_param_spec_object ("registry", NULL, NULL, SMELT_TYPE_REGISTRY,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:n-threads:
+   *
+   * Worker threads; 0 means one per processor. Output does not depend on it.
+   */
+  properties[PROP_N_THREADS] =
+    g_param_spec_uint ("n-threads", NULL, NULL, 0, 1024, 0,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:stage:
+   *
+   * "idle", "preparing", "exporting", "finishing", "committing" or "done".
+   */
+  properties[PROP_STAGE] =
+    g_param_spec_string ("stage", NULL, NULL, "idle",
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:fraction:
+   *
+   * Progress from 0 to 1, by bytes of tensor data processed.
+   */
+  properties[PROP_FRACTION] =
+    g_param_spec_double ("fraction", NULL, NULL, 0, 1, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:current-tensor:
+   *
+   * The tensor being written.
+   */
+  properties[PROP_CURRENT_TENSOR] =
+    g_param_spec_string ("current-tensor", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:bytes-done:
+   *
+   * Bytes of tensor data processed.
+   */
+  properties[PROP_BYTES_DONE] =
+    g_param_spec_uint64 ("bytes-done", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:bytes-total:
+   *
+   * Bytes of tensor data to process.
+   */
+  properties[PROP_BYTES_TOTAL] =
+    g_param_spec_uint64 ("bytes-total", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * SmeltExportJob::progress:
+   * @job: the job
+   *
+   * Emitted, on the thread that started the job, when the properties
+   * describing progress change (at most about ten times a second, plus at
+   * every stage change and at the end).
+   */
+  signals[SIGNAL_PROGRESS] =
+    g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+static void
+smelt_export_job_init (SmeltExportJob *self)
+{
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->cond);
+  self->stage = g_strdup ("idle");
+}
+
+/**
+ * smelt_export_job_new:
+ * @recipe: the recipe to run
+ * @registry: (nullable): where plugins come from (the default registry if %NULL)
+ *
+ * Returns: (transfer full): a new #SmeltExportJob
+ */
+SmeltExportJob *
+smelt_export_job_new (SmeltRecipe   *recipe,
+                      SmeltRegistry *registry)
+{
+  g_return_val_if_fail (SMELT_IS_RECIPE (recipe), NULL);
+  return g_object_new (SMELT_TYPE_EXPORT_JOB,
+                       "recipe", recipe,
+                       "registry", registry ? registry : smelt_registry_get_default (),
+                       NULL);
+}
+
+/**
+ * smelt_export_job_get_recipe:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: (transfer none): the recipe
+ */
+SmeltRecipe *
+smelt_export_job_get_recipe (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  return self->recipe;
+}
+
+/**
+ * smelt_export_job_set_n_threads:
+ * @self: a #SmeltExportJob
+ * @n_threads: worker threads, 0 for one per processor
+ *
+ * Sets how many threads merge and encode blocks.
+ */
+void
+smelt_export_job_set_n_threads (SmeltExportJob *self,
+                                guint           n_threads)
+{
+  g_return_if_fail (SMELT_IS_EXPORT_JOB (self));
+  if (self->n_threads == n_threads)
+    return;
+  self->n_threads = n_threads;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_N_THREADS]);
+}
+
+/**
+ * smelt_export_job_get_n_threads:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: the thread count setting (0 = one per processor)
+ */
+guint
+smelt_export_job_get_n_threads (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), 0);
+  return self->n_threads;
+}
+
+/* ---- progress delivery ---- */
+
+typedef struct {
+  SmeltExportJob *job;
+  char           *stage;
+  char           *tensor;
+  guint64         done;
+  guint64         total;
+} Report;
+
+static void
+apply_report (SmeltExportJob *self,
+              const char     *stage,
+              const char     *tensor,
+              guint64         done,
+              guint64         total)
+{
+  GObject *obj = G_OBJECT (self);
+  double fraction = total ? (double) done / (double) total : 0.0;
+
+  g_object_freeze_notify (obj);
+  if (g_strcmp0 (stage, self->stage) != 0)
+    {
+      g_free (self->stage);
+      self->stage = g_strdup (stage);
+      g_object_notify_by_pspec (obj, properties[PROP_STAGE]);
+    }
+  if (g_strcmp0 (tensor, self->current_tensor) != 0)
+    {
+      g_free (self->current_tensor);
+      self->current_tensor = g_strdup (tensor);
+      g_object_notify_by_pspec (obj, properties[PROP_CURRENT_TENSOR]);
+    }
+  if (g_str_equal (stage, "done"))
+    fraction = 1.0;
+  fraction = CLAMP (fraction, 0.0, 1.0);
+  /* never move backwards: a UI's progress bar must be monotonic */
+  if (fraction > self->fraction || (fraction == 0.0 && self->fraction == 0.0))
+    {
+      self->fraction = fraction;
+      g_object_notify_by_pspec (obj, properties[PROP_FRACTION]);
+    }
+  if (done != self->bytes_done)
+    {
+      self->bytes_done = done;
+      g_object_notify_by_pspec (obj, properties[PROP_BYTES_DONE]);
+    }
+  if (total != self->bytes_total)
+    {
+      self->bytes_total = total;
+      g_object_notify_by_pspec (obj, properties[PROP_BYTES_TOTAL]);
+    }
+  g_object_thaw_notify (obj);
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0);
+}
+
+static gboolean
+deliver_report (gpointer data)
+{
+  Report *r = data;
+
+  apply_report (r->job, r->stage, r->tensor, r->done, r->total);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+report_free (gpointer data)
+{
+  Report *r = data;
+
+  g_object_unref (r->job);
+  g_free (r->stage);
+  g_free (r->tensor);
+  g_free (r);
+}
+
+/* Called on the job's working thread. @force for stage changes and the end;
+ * otherwise reports are throttled to ten a second. */
+static void
+report (SmeltExportJob *self,
+        const char     *stage,
+        const char     *tensor,
+        guint64         done,
+        gboolean        force)
+{
+  gint64 now = g_get_monotonic_time ();
+  Report *r;
+
+  if (!force && now - self->last_report < G_USEC_PER_SEC / 10)
+    return;
+  self->last_report = now;
+  if (!self->deliver_async)
+    {
+      apply_report (self, stage, tensor, done, self->plan_total);
+      return;
+    }
+  r = g_new0 (Report, 1);
+  r->job = g_object_ref (self);
+  r->stage = g_strdup (stage);
+  r->tensor = g_strdup (tensor);
+  r->done = done;
+  r->total = self->plan_total;
+  g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, deliver_report, r, report_free);
+}
+
+/* ---- preparing ---- */
+
+static gboolean
+open_source (SmeltExportJob  *self,
+             GError         **error)
+{
+  g_autofree char *model_path = smelt_recipe_get_model (self->recipe);
+  g_auto(GStrv) adapter_paths = smelt_recipe_get_adapters (self->recipe);
+  g_autoptr(GArray) weights = NULL;
+  g_autoptr(SmeltModel) model = NULL;
+  g_autoptr(GPtrArray) adapters = g_ptr_array_new_with_free_func (g_object_unref);
+
+  if (!smelt_recipe_get_adapter_weights (self->recipe, &weights, error))
+    return FALSE;
+  model = smelt_model_new_for_path (model_path, error);
+  if (model == NULL)
+    return FALSE;
+  for (guint i = 0; adapter_paths[i]; i++)
+    {
+      SmeltAdapter *a = smelt_adapter_new_for_path (adapter_paths[i], error);
+
+      if (a == NULL)
+        return FALSE;
+      g_ptr_array_add (adapters, a);
+    }
+  self->source = smelt_source_new (model, (SmeltAdapter **) adapters->pdata,
+                                   (const double *) weights->data, adapters->len, error);
+  return self->source != NULL;
+}
+
+static guint64
+compute_total (SmeltExportJob *self)
+{
+  guint64 total = 0;
+
+  for (guint i = 0; i < smelt_source_get_n_tensors (self->source); i++)
+    {
+      SmeltTensor *t = smelt_source_get_tensor (self->source, i);
+
+      for (guint f = 0; f < self->formats->len; f++)
+        if (smelt_format_wants_rows (g_ptr_array_index (self->formats, f), t) != SMELT_ROWS_NONE)
+          {
+            total += smelt_tensor_get_n_bytes (t);
+            break;
+          }
+    }
+  return total;
+}
+
+/**
+ * smelt_export_job_prepare:
+ * @self: a #SmeltExportJob
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Validates the recipe, opens the model and adapters, matches every
+ * adapter tensor, checks the destinations and plans every file, without
+ * writing anything. smelt_export_job_run() calls it if needed; call it
+ * yourself to show the plan (`smelt run --dry-run`).
+ *
+ * Returns: %TRUE if the job can run
+ */
+gboolean
+smelt_export_job_prepare (SmeltExportJob  *self,
+                          GCancellable    *cancellable,
+                          GError         **error)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), FALSE);
+
+  if (self->prepared)
+    return TRUE;
+  if (!_smelt_recipe_instantiate (self->recipe, self->registry, &self->formats,
+                                  &self->destinations, error))
+    return FALSE;
+  if (g_cancellable_set_error_if_cancelled (cancellable, error) || !open_source (self, error))
+    return FALSE;
+  for (guint i = 0; i < self->destinations->len; i++)
+    if (!smelt_destination_prepare (g_ptr_array_index (self->destinations, i), cancellable, error))
+      return FALSE;
+  for (guint i = 0; i < self->formats->len; i++)
+    {
+      SmeltFormat *f = g_ptr_array_index (self->formats, i);
+
+      if (!smelt_format_plan (f, self->source, error))
+        {
+          g_prefix_error (error, "export “%s”: ", smelt_format_get_name (f));
+          return FALSE;
+        }
+    }
+  self->plan_total = compute_total (self);
+  self->n_formats = self->formats->len;
+  self->prepared = TRUE;
+  return TRUE;
+}
+
+/**
+ * smelt_export_job_get_source:
+ * @self: a prepared #SmeltExportJob
+ *
+ * Returns: (transfer none) (nullable): the merged model, once prepared
+ */
+SmeltSource *
+smelt_export_job_get_source (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  return self->source;
+}
+
+/**
+ * smelt_export_job_list_exports:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the export names
+ */
+char **
+smelt_export_job_list_exports (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  return smelt_recipe_list_exports (self->recipe);
+}
+
+static SmeltFormat *
+find_format (SmeltExportJob *self,
+             const char     *name)
+{
+  for (guint i = 0; self->formats && i < self->formats->len; i++)
+    {
+      SmeltFormat *f = g_ptr_array_index (self->formats, i);
+
+      if (g_strcmp0 (smelt_format_get_name (f), name) == 0)
+        return f;
+    }
+  return NULL;
+}
+
+/**
+ * smelt_export_job_get_planned_files:
+ * @self: a prepared #SmeltExportJob
+ * @export_name: an export name
+ *
+ * Returns: (transfer container) (element-type SmeltPlannedFile) (nullable):
+ *   the files the export will write
+ */
+GPtrArray *
+smelt_export_job_get_planned_files (SmeltExportJob *self,
+                                    const char     *export_name)
+{
+  SmeltFormat *f;
+
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  f = find_format (self, export_name);
+  return f ? g_ptr_array_ref (smelt_format_get_planned_files (f)) : NULL;
+}
+
+/**
+ * smelt_export_job_describe_destination:
+ * @self: a prepared #SmeltExportJob
+ * @export_name: an export name
+ *
+ * Returns: (transfer full) (nullable): where the export's files go
+ */
+char *
+smelt_export_job_describe_destination (SmeltExportJob *self,
+                                       const char     *export_name)
+{
+  SmeltFormat *f;
+
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  f = find_format (self, export_name);
+  return f && smelt_format_get_destination (f) ? smelt_destination_describe (smelt_format_get_destination (f)) : NULL;
+}
+
+/* ---- the block pipeline ---- */
+
+static void
+block_free (Block *b,
+            guint  n_formats)
+{
+  for (guint f = 0; f < n_formats; f++)
+    if (b->encoded[f])
+      g_byte_array_unref (b->encoded[f]);
+  g_free (b->encoded);
+  g_clear_error (&b->error);
+  g_object_unref (b->tensor);
+  g_free (b);
+}
+
+static gboolean
+block_needs_f32 (Block *b,
+                 guint  n_formats)
+{
+  for (guint f = 0; f < n_formats; f++)
+    if (b->wants[f] == SMELT_ROWS_F32)
+      return TRUE;
+  return FALSE;
+}
+
+/* Worker thread: merge the block's rows once, encode them for every
+ * format that wants float32 rows. */
+static void
+work_block (gpointer data,
+            gpointer user_data)
+{
+  Block *b = data;
+  SmeltExportJob *self = user_data;
+  guint64 n = b->n_rows * smelt_tensor_get_row_length (b->tensor);
+  float *rows = g_try_new (float, MAX (n, 1));
+  GError *error = NULL;
+
+  if (rows == NULL)
+    g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NO_SPACE, "out of memory for a block of %s",
+                 smelt_tensor_get_name (b->tensor));
+  else if (smelt_tensor_read_rows (b->tensor, b->first_row, b->n_rows, SMELT_DTYPE_F32, rows, &error))
+    for (guint f = 0; f < self->n_formats && error == NULL; f++)
+      if (b->wants[f] == SMELT_ROWS_F32)
+        {
+          SmeltFormat *format = g_ptr_array_index (self->formats, f);
+
+          b->encoded[f] = g_byte_array_new ();
+          if (!smelt_format_encode_rows (format, b->tensor, b->first_row, b->n_rows,
+                                         rows, b->encoded[f], &error))
+            g_prefix_error (&error, "export “%s”: ", smelt_format_get_name (format));
+        }
+  g_free (rows);
+
+  g_mutex_lock (&self->lock);
+  b->error = error;
+  b->done = TRUE;
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+}
+
+static void
+wait_block (SmeltExportJob *self,
+            Block          *b)
+{
+  g_mutex_lock (&self->lock);
+  while (!b->done)
+    g_cond_wait (&self->cond, &self->lock);
+  g_mutex_unlock (&self->lock);
+}
+
+/* Job thread: write a finished block to every export, in order. */
+static gboolean
+write_block (SmeltExportJob  *self,
+             Block           *b,
+             GCancellable    *cancellable,
+             GError         **error)
+{
+  g_autoptr(GBytes) stored = NULL;
+
+  if (b->error)
+    {
+      g_propagate_error (error, g_steal_pointer (&b->error));
+      return FALSE;
+    }
+  for (guint f = 0; f < self->n_formats; f++)
+    {
+      SmeltFormat *format = g_ptr_array_index (self->formats, f);
+      g_autoptr(GBytes) data = NULL;
+
+      if (b->wants[f] == SMELT_ROWS_NONE)
+        continue;
+      if (b->wants[f] == SMELT_ROWS_F32)
+        data = g_byte_array_free_to_bytes (g_steal_pointer (&b->encoded[f]));
+      else
+        {
+          guint64 row_bytes = smelt_tensor_get_n_bytes (b->tensor) / MAX (smelt_tensor_get_n_rows (b->tensor), 1);
+
+          if (stored == NULL)
+            stored = smelt_tensor_get_bytes (b->tensor);
+          if (stored == NULL)
+            {
+              g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                           "export “%s” asked for the stored bytes of %s, which is computed",
+                           smelt_format_get_name (format), smelt_tensor_get_name (b->tensor));
+              return FALSE;
+            }
+          data = g_bytes_new_from_bytes (stored, b->first_row * row_bytes, b->n_rows * row_bytes);
+        }
+      if (!smelt_format_write_rows (format, b->tensor, b->first_row, b->n_rows, data, cancellable, error))
+        {
+          g_prefix_error (error, "export “%s”: ", smelt_format_get_name (format));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+typedef struct {
+  GQueue     queue;       /* Block, in output order */
+  guint      window;
+  guint64    done_bytes;
+  GPtrArray *wants;       /* owns every tensor's SmeltRows array */
+} Pipeline;
+
+static gboolean
+drain_one (SmeltExportJob  *self,
+           Pipeline        *p,
+           GCancellable    *cancellable,
+           GError         **error)
+{
+  Block *b = g_queue_pop_head (&p->queue);
+  gboolean ok;
+
+  wait_block (self, b);
+  ok = !g_cancellable_set_error_if_cancelled (cancellable, error) &&
+       write_block (self, b, cancellable, error);
+  if (ok)
+    {
+      p->done_bytes += b->n_rows * (smelt_tensor_get_n_bytes (b->tensor) /
+                                    MAX (smelt_tensor_get_n_rows (b->tensor), 1));
+      report (self, "exporting", smelt_tensor_get_name (b->tensor), p->done_bytes, FALSE);
+      /* drop the tensor's mapped pages and caches behind the cursor */
+      if (b->last_of_tensor)
+        smelt_tensor_release (b->tensor);
+    }
+  block_free (b, self->n_formats);
+  return ok;
+}
+
+/* After a failure: let in-flight workers finish before freeing blocks. */
+static void
+drain_all_quietly (SmeltExportJob *self,
+                   Pipeline       *p)
+{
+  Block *b;
+
+  while ((b = g_queue_pop_head (&p->queue)))
+    {
+      wait_block (self, b);
+      block_free (b, self->n_formats);
+    }
+}
+
+static SmeltRows *
+tensor_wants (SmeltExportJob *self,
+              SmeltTensor    *t,
+              gboolean       *any)
+{
+  SmeltRows *wants = g_new0 (SmeltRows, self->n_formats);
+  g_autoptr(GBytes) stored = smelt_tensor_get_bytes (t);
+
+  *any = FALSE;
+  for (guint f = 0; f < self->n_formats; f++)
+    {
+      wants[f] = smelt_format_wants_rows (g_ptr_array_index (self->formats, f), t);
+      if (wants[f] == SMELT_ROWS_STORED && stored == NULL)
+        wants[f] = SMELT_ROWS_F32;
+      *any |= wants[f] != SMELT_ROWS_NONE;
+    }
+  return wants;
+}
+
+static gboolean
+stream_tensors (SmeltExportJob  *self,
+                GCancellable    *cancellable,
+                GError         **error)
+{
+  Pipeline p = { G_QUEUE_INIT, 0, 0, g_ptr_array_new_with_free_func (g_free) };
+  guint n_threads = self->n_threads ? self->n_threads : g_get_num_processors ();
+  gboolean ok = TRUE;
+
+  p.window = 2 * n_threads + 1;
+  self->pool = g_thread_pool_new (work_block, self, (int) n_threads, FALSE, NULL);
+
+  for (guint i = 0; ok && i < smelt_source_get_n_tensors (self->source); i++)
+    {
+      SmeltTensor *t = smelt_source_get_tensor (self->source, i);
+      guint64 n_rows = smelt_tensor_get_n_rows (t);
+      guint64 per_block = _smelt_rows_per_block (t, BLOCK_BYTES);
+      gboolean any;
+      SmeltRows *wants = tensor_wants (self, t, &any);
+
+      g_ptr_array_add (p.wants, wants);
+      if (!any)
+        continue;
+      for (guint64 first = 0; ok && first < n_rows; first += per_block)
+        {
+          Block *b = g_new0 (Block, 1);
+
+          b->tensor = g_object_ref (t);
+          b->first_row = first;
+          b->n_rows = MIN (per_block, n_rows - first);
+          b->last_of_tensor = first + b->n_rows >= n_rows;
+          b->wants = wants;
+          b->encoded = g_new0 (GByteArray *, self->n_formats);
+          g_queue_push_tail (&p.queue, b);
+          if (block_needs_f32 (b, self->n_formats))
+            g_thread_pool_push (self->pool, b, NULL);
+          else
+            b->done = TRUE;
+          while (ok && p.queue.length >= p.window)
+            ok = drain_one (self, &p, cancellable, error);
+        }
+      if (!ok)
+        break;
+    }
+  while (ok && p.queue.length > 0)
+    ok = drain_one (self, &p, cancellable, error);
+  if (!ok)
+    drain_all_quietly (self, &p);
+  g_thread_pool_free (self->pool, FALSE, TRUE);
+  self->pool = NULL;
+  g_ptr_array_unref (p.wants);
+  return ok;
+}
+
+static gboolean
+finish_and_commit (SmeltExportJob  *self,
+                   GCancellable    *cancellable,
+                   GError         **error)
+{
+  g_autofree char *name = smelt_recipe_get_name (self->recipe);
+  g_autofree char *message = g_strdup_printf ("Export %s with smelt %s", name, SMELT_VERSION_S);
+
+  report (self, "finishing", NULL, self->plan_total, TRUE);
+  for (guint i = 0; i < self->formats->len; i++)
+    {
+      SmeltFormat *f = g_ptr_array_index (self->formats, i);
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
+      if (!smelt_format_finish (f, cancellable, error))
+        {
+          g_prefix_error (error, "export “%s”: ", smelt_format_get_name (f));
+          return FALSE;
+        }
+    }
+  report (self, "committing", NULL, self->plan_total, TRUE);
+  for (guint i = 0; i < self->destinations->len; i++)
+    {
+      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
+          !smelt_destination_commit (g_ptr_array_index (self->destinations, i), message,
+                                     cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+abort_all (SmeltExportJob *self)
+{
+  for (guint i = 0; self->destinations && i < self->destinations->len; i++)
+    smelt_destination_abort (g_ptr_array_index (self->destinations, i));
+}
+
+static gboolean
+run_internal (SmeltExportJob  *self,
+              GCancellable    *cancellable,
+              GError         **error)
+{
+  if (self->ran)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "this export job has already run");
+      return FALSE;
+    }
+  self->ran = TRUE;
+  report (self, "preparing", NULL, 0, TRUE);
+  if (!smelt_export_job_prepare (self, cancellable, error))
+    return FALSE;
+  report (self, "exporting", NULL, 0, TRUE);
+  if (!stream_tensors (self, cancellable, error) ||
+      !finish_and_commit (self, cancellable, error))
+    {
+      abort_all (self);
+      return FALSE;
+    }
+  report (self, "done", NULL, self->plan_total, TRUE);
+  return TRUE;
+}
+
+/**
+ * smelt_export_job_run:
+ * @self: a #SmeltExportJob
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Runs the job on this thread (with worker threads underneath). On
+ * failure or cancellation no file is left under a final name.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_export_job_run (SmeltExportJob  *self,
+                      GCancellable    *cancellable,
+                      GError         **error)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), FALSE);
+  self->deliver_async = FALSE;
+  return run_internal (self, cancellable, error);
+}
+
+static void
+run_thread (GTask        *task,
+            gpointer      source_object,
+            gpointer      task_data,
+            GCancellable *cancellable)
+{
+  SmeltExportJob *self = source_object;
+  GError *error = NULL;
+
+  if (run_internal (self, cancellable, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * smelt_export_job_run_async:
+ * @self: a #SmeltExportJob
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the job is done
+ * @user_data: data for @callback
+ *
+ * Runs the job in a thread; progress and @callback arrive on the thread
+ * default main context of the caller.
+ */
+void
+smelt_export_job_run_async (SmeltExportJob      *self,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+
+  g_return_if_fail (SMELT_IS_EXPORT_JOB (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, smelt_export_job_run_async);
+  g_clear_pointer (&self->context, g_main_context_unref);
+  self->context = g_main_context_ref_thread_default ();
+  self->deliver_async = TRUE;
+  g_task_run_in_thread (task, run_thread);
+}
+
+/**
+ * smelt_export_job_run_finish:
+ * @self: a #SmeltExportJob
+ * @result: the #GAsyncResult
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE if the job succeeded
+ */
+gboolean
+smelt_export_job_run_finish (SmeltExportJob  *self,
+                             GAsyncResult    *result,
+                             GError         **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * smelt_export_job_get_stage:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: the current stage
+ */
+const char *
+smelt_export_job_get_stage (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  return self->stage;
+}
+
+/**
+ * smelt_export_job_get_fraction:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: progress from 0 to 1
+ */
+double
+smelt_export_job_get_fraction (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), 0);
+  return self->fraction;
+}
+
+/**
+ * smelt_export_job_get_current_tensor:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: (nullable): the tensor being written
+ */
+const char *
+smelt_export_job_get_current_tensor (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  return self->current_tensor;
+}
+
+/**
+ * smelt_export_job_get_bytes_done:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: bytes of tensor data processed
+ */
+guint64
+smelt_export_job_get_bytes_done (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), 0);
+  return self->bytes_done;
+}
+
+/**
+ * smelt_export_job_get_bytes_total:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: bytes of tensor data to process
+ */
+guint64
+smelt_export_job_get_bytes_total (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), 0);
+  return self->bytes_total;
+}

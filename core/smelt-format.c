@@ -1,0 +1,473 @@
+/* smelt-format.c: base class of format plugins
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "smelt-private.h"
+
+/**
+ * SmeltFormat:
+ *
+ * A way of writing the merged model. A job calls, in order:
+ * plan() once; then for each tensor of the source, in order, for each row
+ * block: encode_rows() on a worker thread (for %SMELT_ROWS_F32) and
+ * write_rows() on the job's thread, in row order; finally finish().
+ *
+ * Options are GObject properties; the property's nick is its recipe key
+ * (e.g. a property "max-shard-size" with nick "MaxShardSize").
+ */
+
+typedef struct {
+  char             *name;
+  SmeltSource      *source;
+  SmeltDestination *destination;
+  GPtrArray        *planned;
+} SmeltFormatPrivate;
+
+enum {
+  PROP_0,
+  PROP_NAME,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (SmeltFormat, smelt_format, G_TYPE_OBJECT)
+
+G_DEFINE_BOXED_TYPE (SmeltPlannedFile, smelt_planned_file, smelt_planned_file_copy, smelt_planned_file_free)
+
+/**
+ * smelt_planned_file_copy:
+ * @file: a #SmeltPlannedFile
+ *
+ * Returns: (transfer full): a copy
+ */
+SmeltPlannedFile *
+smelt_planned_file_copy (const SmeltPlannedFile *file)
+{
+  SmeltPlannedFile *copy = g_new (SmeltPlannedFile, 1);
+
+  copy->path = g_strdup (file->path);
+  copy->size = file->size;
+  return copy;
+}
+
+/**
+ * smelt_planned_file_free:
+ * @file: a #SmeltPlannedFile
+ *
+ * Frees @file.
+ */
+void
+smelt_planned_file_free (SmeltPlannedFile *file)
+{
+  if (file == NULL)
+    return;
+  g_free (file->path);
+  g_free (file);
+}
+
+static void
+smelt_format_finalize (GObject *object)
+{
+  SmeltFormatPrivate *priv = smelt_format_get_instance_private (SMELT_FORMAT (object));
+
+  g_free (priv->name);
+  g_clear_object (&priv->source);
+  g_clear_object (&priv->destination);
+  g_ptr_array_unref (priv->planned);
+  G_OBJECT_CLASS (smelt_format_parent_class)->finalize (object);
+}
+
+static void
+smelt_format_get_property (GObject    *object,
+                           guint       prop_id,
+                           GValue     *value,
+                           GParamSpec *pspec)
+{
+  SmeltFormatPrivate *priv = smelt_format_get_instance_private (SMELT_FORMAT (object));
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      g_value_set_string (value, priv->name);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+smelt_format_set_property (GObject      *object,
+                           guint         prop_id,
+                           const GValue *value,
+                           GParamSpec   *pspec)
+{
+  SmeltFormatPrivate *priv = smelt_format_get_instance_private (SMELT_FORMAT (object));
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      g_free (priv->name);
+      priv->name = g_value_dup_string (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static SmeltRows
+smelt_format_real_wants_rows (SmeltFormat *self,
+                              SmeltTensor *tensor)
+{
+  return SMELT_ROWS_NONE;
+}
+
+static gboolean
+smelt_format_real_finish (SmeltFormat  *self,
+                          GCancellable *cancellable,
+                          GError      **error)
+{
+  return TRUE;
+}
+
+static void
+smelt_format_class_init (SmeltFormatClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = smelt_format_finalize;
+  object_class->get_property = smelt_format_get_property;
+  object_class->set_property = smelt_format_set_property;
+  klass->wants_rows = smelt_format_real_wants_rows;
+  klass->finish = smelt_format_real_finish;
+
+  /**
+   * SmeltFormat:name:
+   *
+   * The export's name in the recipe (`[Export NAME]`).
+   */
+  properties[PROP_NAME] = g_param_spec_string ("name", NULL, NULL, NULL,
+                                               G_PARAM_READWRITE | G_PARAM_CONSTRUCT |
+                                               G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+smelt_format_init (SmeltFormat *self)
+{
+  SmeltFormatPrivate *priv = smelt_format_get_instance_private (self);
+
+  priv->planned = g_ptr_array_new_with_free_func ((GDestroyNotify) smelt_planned_file_free);
+}
+
+/**
+ * smelt_format_plan:
+ * @self: a #SmeltFormat
+ * @source: the merged model
+ * @error: return location for a #GError
+ *
+ * Plans every file of the export from shapes and types.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_plan (SmeltFormat  *self,
+                   SmeltSource  *source,
+                   GError      **error)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  g_return_val_if_fail (SMELT_IS_SOURCE (source), FALSE);
+  priv = smelt_format_get_instance_private (self);
+  g_set_object (&priv->source, source);
+  g_ptr_array_set_size (priv->planned, 0);
+  return SMELT_FORMAT_GET_CLASS (self)->plan (self, source, error);
+}
+
+/**
+ * smelt_format_wants_rows:
+ * @self: a #SmeltFormat
+ * @tensor: a tensor of the source
+ *
+ * Returns: what the format needs of @tensor
+ */
+SmeltRows
+smelt_format_wants_rows (SmeltFormat *self,
+                         SmeltTensor *tensor)
+{
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), SMELT_ROWS_NONE);
+  return SMELT_FORMAT_GET_CLASS (self)->wants_rows (self, tensor);
+}
+
+/**
+ * smelt_format_encode_rows:
+ * @self: a #SmeltFormat
+ * @tensor: the tensor
+ * @first_row: index of the first row
+ * @n_rows: number of rows
+ * @rows: (array) (element-type gfloat): @n_rows rows as float32
+ * @out: where to append the encoded bytes
+ * @error: return location for a #GError
+ *
+ * Encodes a block; called from worker threads.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_encode_rows (SmeltFormat  *self,
+                          SmeltTensor  *tensor,
+                          guint64       first_row,
+                          guint64       n_rows,
+                          const float  *rows,
+                          GByteArray   *out,
+                          GError      **error)
+{
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  return SMELT_FORMAT_GET_CLASS (self)->encode_rows (self, tensor, first_row, n_rows, rows, out, error);
+}
+
+/**
+ * smelt_format_write_rows:
+ * @self: a #SmeltFormat
+ * @tensor: the tensor
+ * @first_row: index of the first row
+ * @n_rows: number of rows
+ * @data: the encoded (or stored) bytes of the block
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Writes a block, in order.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_write_rows (SmeltFormat  *self,
+                         SmeltTensor  *tensor,
+                         guint64       first_row,
+                         guint64       n_rows,
+                         GBytes       *data,
+                         GCancellable *cancellable,
+                         GError      **error)
+{
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  return SMELT_FORMAT_GET_CLASS (self)->write_rows (self, tensor, first_row, n_rows, data, cancellable, error);
+}
+
+/**
+ * smelt_format_finish:
+ * @self: a #SmeltFormat
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Writes what remains once all tensors are written.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_finish (SmeltFormat  *self,
+                     GCancellable *cancellable,
+                     GError      **error)
+{
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  return SMELT_FORMAT_GET_CLASS (self)->finish (self, cancellable, error);
+}
+
+/**
+ * smelt_format_get_name:
+ * @self: a #SmeltFormat
+ *
+ * Returns: (nullable): the export's name in the recipe
+ */
+const char *
+smelt_format_get_name (SmeltFormat *self)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
+  priv = smelt_format_get_instance_private (self);
+  return priv->name;
+}
+
+/**
+ * smelt_format_get_source:
+ * @self: a #SmeltFormat
+ *
+ * Returns: (transfer none) (nullable): the source being exported, once planned
+ */
+SmeltSource *
+smelt_format_get_source (SmeltFormat *self)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
+  priv = smelt_format_get_instance_private (self);
+  return priv->source;
+}
+
+/**
+ * smelt_format_get_destination:
+ * @self: a #SmeltFormat
+ *
+ * Returns: (transfer none) (nullable): where the files go
+ */
+SmeltDestination *
+smelt_format_get_destination (SmeltFormat *self)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
+  priv = smelt_format_get_instance_private (self);
+  return priv->destination;
+}
+
+/**
+ * smelt_format_set_destination:
+ * @self: a #SmeltFormat
+ * @destination: where the files go
+ *
+ * Sets the destination. The job does this from the recipe.
+ */
+void
+smelt_format_set_destination (SmeltFormat      *self,
+                              SmeltDestination *destination)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_if_fail (SMELT_IS_FORMAT (self));
+  priv = smelt_format_get_instance_private (self);
+  g_set_object (&priv->destination, destination);
+}
+
+/**
+ * smelt_format_add_planned_file:
+ * @self: a #SmeltFormat
+ * @path: path relative to the destination
+ * @size: size in bytes, or -1 if not known before writing
+ *
+ * Records a file the export will write; call from plan().
+ */
+void
+smelt_format_add_planned_file (SmeltFormat *self,
+                               const char  *path,
+                               gint64       size)
+{
+  SmeltFormatPrivate *priv;
+  SmeltPlannedFile file = { (char *) path, size };
+
+  g_return_if_fail (SMELT_IS_FORMAT (self));
+  priv = smelt_format_get_instance_private (self);
+  g_ptr_array_add (priv->planned, smelt_planned_file_copy (&file));
+}
+
+/**
+ * smelt_format_get_planned_files:
+ * @self: a #SmeltFormat
+ *
+ * Returns: (transfer none) (element-type SmeltPlannedFile): the planned files
+ */
+GPtrArray *
+smelt_format_get_planned_files (SmeltFormat *self)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
+  priv = smelt_format_get_instance_private (self);
+  return priv->planned;
+}
+
+/**
+ * smelt_format_create_file:
+ * @self: a #SmeltFormat
+ * @path: path relative to the destination
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Creates a file in the export's destination.
+ *
+ * Returns: (transfer full): a stream, or %NULL with @error set
+ */
+GOutputStream *
+smelt_format_create_file (SmeltFormat  *self,
+                          const char   *path,
+                          GCancellable *cancellable,
+                          GError      **error)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
+  priv = smelt_format_get_instance_private (self);
+  if (priv->destination == NULL)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "export “%s” has no destination", priv->name ? priv->name : "?");
+      return NULL;
+    }
+  return smelt_destination_create_file (priv->destination, path, cancellable, error);
+}
+
+/**
+ * smelt_format_write_file:
+ * @self: a #SmeltFormat
+ * @path: path relative to the destination
+ * @contents: the whole file
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Writes a small file in one go.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_write_file (SmeltFormat  *self,
+                         const char   *path,
+                         GBytes       *contents,
+                         GCancellable *cancellable,
+                         GError      **error)
+{
+  g_autoptr(GOutputStream) out = smelt_format_create_file (self, path, cancellable, error);
+  gsize len;
+  const guint8 *data;
+
+  if (out == NULL)
+    return FALSE;
+  data = g_bytes_get_data (contents, &len);
+  return g_output_stream_write_all (out, data, len, NULL, cancellable, error) &&
+         g_output_stream_close (out, cancellable, error);
+}
+
+/**
+ * smelt_format_copy_file:
+ * @self: a #SmeltFormat
+ * @source_path: (type filename): a local file to copy
+ * @path: path relative to the destination
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Copies a file (tokenizer files, for instance) into the export.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_copy_file (SmeltFormat  *self,
+                        const char   *source_path,
+                        const char   *path,
+                        GCancellable *cancellable,
+                        GError      **error)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (source_path);
+  g_autoptr(GFileInputStream) in = g_file_read (file, cancellable, error);
+  g_autoptr(GOutputStream) out = NULL;
+
+  if (in == NULL)
+    return FALSE;
+  out = smelt_format_create_file (self, path, cancellable, error);
+  if (out == NULL)
+    return FALSE;
+  return g_output_stream_splice (out, G_INPUT_STREAM (in),
+                                 G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE |
+                                 G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
+                                 cancellable, error) >= 0;
+}

@@ -1,0 +1,637 @@
+/* smelt-model.c: a Hugging Face model directory
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "smelt-private.h"
+
+/**
+ * SmeltModel:
+ *
+ * A Hugging Face model directory: config.json, generation_config.json,
+ * tokenizer files and the weights in one safetensors file or in shards
+ * listed by `model.safetensors.index.json`.
+ *
+ * Every shard is validated and memory-mapped when the model is opened; no
+ * tensor data is read until a tensor's rows are.
+ */
+
+struct _SmeltModel
+{
+  GObject     parent_instance;
+
+  char       *path;
+  JsonNode   *config;
+  JsonNode   *generation_config;
+  GPtrArray  *shards;       /* SmeltSafetensorsFile */
+  GPtrArray  *tensors;      /* SmeltTensor, natural name order */
+  GHashTable *by_name;      /* name -> SmeltTensor (borrowed) */
+  GStrv       tokenizer_files;
+  SmeltDType  dtype;
+};
+
+G_DEFINE_FINAL_TYPE (SmeltModel, smelt_model, G_TYPE_OBJECT)
+
+/* The files transformers' tokenizers read or write beside a model. */
+static const char * const tokenizer_file_names[] = {
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "tokenizer.model",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "vocab.json",
+  "merges.txt",
+  "vocab.txt",
+  "chat_template.jinja",
+  "chat_template.json",
+  NULL
+};
+
+static void
+smelt_model_finalize (GObject *object)
+{
+  SmeltModel *self = SMELT_MODEL (object);
+
+  g_free (self->path);
+  g_clear_pointer (&self->config, json_node_unref);
+  g_clear_pointer (&self->generation_config, json_node_unref);
+  g_clear_pointer (&self->by_name, g_hash_table_unref);
+  g_clear_pointer (&self->tensors, g_ptr_array_unref);
+  g_clear_pointer (&self->shards, g_ptr_array_unref);
+  g_strfreev (self->tokenizer_files);
+
+  G_OBJECT_CLASS (smelt_model_parent_class)->finalize (object);
+}
+
+static void
+smelt_model_class_init (SmeltModelClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = smelt_model_finalize;
+}
+
+static void
+smelt_model_init (SmeltModel *self)
+{
+  self->shards = g_ptr_array_new_with_free_func (g_object_unref);
+  self->tensors = g_ptr_array_new_with_free_func (g_object_unref);
+  self->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+}
+
+/* Compares names so that "layers.2" sorts before "layers.10": the order
+ * in which people read model files, and the order exports write them. */
+int
+_smelt_natural_compare (const char *a,
+                        const char *b)
+{
+  while (*a && *b)
+    {
+      if (g_ascii_isdigit (*a) && g_ascii_isdigit (*b))
+        {
+          const char *ea = a, *eb = b;
+          gsize la, lb;
+          int c;
+
+          while (*a == '0' && g_ascii_isdigit (a[1]))
+            a++;
+          while (*b == '0' && g_ascii_isdigit (b[1]))
+            b++;
+          for (ea = a; g_ascii_isdigit (*ea); ea++);
+          for (eb = b; g_ascii_isdigit (*eb); eb++);
+          la = ea - a;
+          lb = eb - b;
+          if (la != lb)
+            return la < lb ? -1 : 1;
+          c = strncmp (a, b, la);
+          if (c != 0)
+            return c;
+          a = ea;
+          b = eb;
+          continue;
+        }
+      if (*a != *b)
+        return (guchar) *a < (guchar) *b ? -1 : 1;
+      a++;
+      b++;
+    }
+  return (guchar) *a - (guchar) *b;
+}
+
+static int
+compare_tensors (gconstpointer a,
+                 gconstpointer b)
+{
+  SmeltTensor *ta = *(SmeltTensor **) a;
+  SmeltTensor *tb = *(SmeltTensor **) b;
+
+  return _smelt_natural_compare (smelt_tensor_get_name (ta), smelt_tensor_get_name (tb));
+}
+
+static gboolean
+add_shard (SmeltModel  *self,
+           const char  *file_name,
+           GHashTable  *listed,
+           GError     **error)
+{
+  g_autofree char *shard_path = g_build_filename (self->path, file_name, NULL);
+  g_autoptr(SmeltSafetensorsFile) file = NULL;
+  guint n;
+
+  file = smelt_safetensors_file_new (shard_path, error);
+  if (file == NULL)
+    return FALSE;
+
+  n = smelt_safetensors_file_get_n_tensors (file);
+  for (guint i = 0; i < n; i++)
+    {
+      SmeltTensor *tensor = smelt_safetensors_file_get_tensor (file, i);
+      const char *name = smelt_tensor_get_name (tensor);
+      const char *listed_in;
+
+      if (g_hash_table_contains (self->by_name, name))
+        {
+          g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                       "%s: tensor “%s” is stored in more than one shard",
+                       shard_path, name);
+          return FALSE;
+        }
+      if (listed != NULL)
+        {
+          listed_in = g_hash_table_lookup (listed, name);
+          if (listed_in == NULL || g_strcmp0 (listed_in, file_name) != 0)
+            {
+              g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                           "%s: tensor “%s” is not listed for this shard in "
+                           "model.safetensors.index.json", shard_path, name);
+              return FALSE;
+            }
+        }
+      g_ptr_array_add (self->tensors, g_object_ref (tensor));
+      g_hash_table_insert (self->by_name, (gpointer) name, tensor);
+    }
+  g_ptr_array_add (self->shards, g_steal_pointer (&file));
+  return TRUE;
+}
+
+static gboolean
+is_safe_shard_name (const char *name)
+{
+  return name[0] != '\0' && strchr (name, '/') == NULL &&
+         strcmp (name, ".") != 0 && strcmp (name, "..") != 0 &&
+         g_str_has_suffix (name, ".safetensors");
+}
+
+static gboolean
+load_sharded (SmeltModel  *self,
+              const char  *index_path,
+              GError     **error)
+{
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GHashTable) listed = NULL;
+  g_autoptr(GPtrArray) files = g_ptr_array_new ();
+  JsonObject *weight_map;
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *value;
+
+  root = smelt_json_load_file (index_path, error);
+  if (root == NULL)
+    return FALSE;
+  if (!JSON_NODE_HOLDS_OBJECT (root) ||
+      !json_object_has_member (json_node_get_object (root), "weight_map") ||
+      !JSON_NODE_HOLDS_OBJECT (json_object_get_member (json_node_get_object (root), "weight_map")))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                   "%s: no “weight_map” object", index_path);
+      return FALSE;
+    }
+  weight_map = json_object_get_object_member (json_node_get_object (root), "weight_map");
+  listed = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+
+  json_object_iter_init (&iter, weight_map);
+  while (json_object_iter_next (&iter, &name, &value))
+    {
+      const char *file_name;
+
+      if (!JSON_NODE_HOLDS_VALUE (value) || json_node_get_value_type (value) != G_TYPE_STRING ||
+          !is_safe_shard_name ((file_name = json_node_get_string (value))))
+        {
+          g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                       "%s: weight_map entry “%s” is not the name of a "
+                       ".safetensors file in the model directory", index_path, name);
+          return FALSE;
+        }
+      if (!g_hash_table_contains (listed, file_name) &&
+          !g_ptr_array_find_with_equal_func (files, file_name, g_str_equal, NULL))
+        g_ptr_array_add (files, (gpointer) file_name);
+      g_hash_table_insert (listed, g_strdup (name), g_strdup (file_name));
+    }
+  if (files->len == 0)
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                   "%s: weight_map is empty", index_path);
+      return FALSE;
+    }
+  g_ptr_array_sort (files, (GCompareFunc) g_strcmp0);
+  for (guint i = 0; i < files->len; i++)
+    if (!add_shard (self, g_ptr_array_index (files, i), listed, error))
+      return FALSE;
+
+  /* An index that names a tensor its shard does not hold is lying. */
+  {
+    GHashTableIter hiter;
+    gpointer key, shard;
+
+    g_hash_table_iter_init (&hiter, listed);
+    while (g_hash_table_iter_next (&hiter, &key, &shard))
+      if (!g_hash_table_contains (self->by_name, key))
+        {
+          g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                       "%s: tensor “%s” is listed in %s but that shard does not hold it",
+                       index_path, (char *) key, (char *) shard);
+          return FALSE;
+        }
+  }
+  return TRUE;
+}
+
+static gboolean
+load_weights (SmeltModel  *self,
+              GError     **error)
+{
+  g_autofree char *index_path = g_build_filename (self->path, "model.safetensors.index.json", NULL);
+  g_autofree char *single_path = g_build_filename (self->path, "model.safetensors", NULL);
+  g_autofree char *bin_path = g_build_filename (self->path, "pytorch_model.bin", NULL);
+  g_autofree char *bin_index = g_build_filename (self->path, "pytorch_model.bin.index.json", NULL);
+
+  if (g_file_test (index_path, G_FILE_TEST_EXISTS))
+    return load_sharded (self, index_path, error);
+  if (g_file_test (single_path, G_FILE_TEST_EXISTS))
+    return add_shard (self, "model.safetensors", NULL, error);
+  if (g_file_test (bin_path, G_FILE_TEST_EXISTS) || g_file_test (bin_index, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+                   "%s: only pickled pytorch_model.bin weights found; smelt reads "
+                   "safetensors only (pickles can run code when loaded)", self->path);
+      return FALSE;
+    }
+  g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_NOT_FOUND,
+               "%s: no model.safetensors or model.safetensors.index.json", self->path);
+  return FALSE;
+}
+
+static SmeltDType
+dtype_from_torch_name (const char *name)
+{
+  if (name == NULL)
+    return SMELT_DTYPE_INVALID;
+  if (g_str_equal (name, "bfloat16"))
+    return SMELT_DTYPE_BF16;
+  if (g_str_equal (name, "float16"))
+    return SMELT_DTYPE_F16;
+  if (g_str_equal (name, "float32"))
+    return SMELT_DTYPE_F32;
+  return SMELT_DTYPE_INVALID;
+}
+
+/* The dtype the model was saved in: config's torch_dtype (or transformers
+ * v5's "dtype"), else the float type holding most bytes. */
+static SmeltDType
+guess_dtype (SmeltModel *self)
+{
+  JsonObject *config = json_node_get_object (self->config);
+  guint64 bytes[SMELT_DTYPE_C64 + 1] = { 0, };
+  SmeltDType best = SMELT_DTYPE_INVALID;
+
+  for (guint k = 0; k < 2; k++)
+    {
+      const char *key = k == 0 ? "torch_dtype" : "dtype";
+      JsonNode *node = json_object_get_member (config, key);
+
+      if (node && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+        {
+          SmeltDType d = dtype_from_torch_name (json_node_get_string (node));
+          if (d != SMELT_DTYPE_INVALID)
+            return d;
+        }
+    }
+  for (guint i = 0; i < self->tensors->len; i++)
+    {
+      SmeltTensor *t = g_ptr_array_index (self->tensors, i);
+      SmeltDType d = smelt_tensor_get_dtype (t);
+
+      if (d == SMELT_DTYPE_F32 || d == SMELT_DTYPE_F16 || d == SMELT_DTYPE_BF16)
+        bytes[d] += smelt_tensor_get_n_bytes (t);
+    }
+  for (SmeltDType d = SMELT_DTYPE_F32; d <= SMELT_DTYPE_BF16; d++)
+    if (bytes[d] > 0 && (best == SMELT_DTYPE_INVALID || bytes[d] > bytes[best]))
+      best = d;
+  return best;
+}
+
+/* bitsandbytes bases store packed codes plus quant-state tensors; treating
+ * those as plain weights would write garbage, so say so up front. */
+static gboolean
+check_not_quantized (SmeltModel  *self,
+                     GError     **error)
+{
+  JsonObject *config = json_node_get_object (self->config);
+
+  for (guint i = 0; i < self->tensors->len; i++)
+    {
+      const char *name = smelt_tensor_get_name (g_ptr_array_index (self->tensors, i));
+
+      if (strstr (name, ".quant_state.bitsandbytes__") != NULL || g_str_has_suffix (name, ".SCB"))
+        {
+          g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+                       "%s: this is a bitsandbytes-quantized model (tensor “%s”); "
+                       "4-bit and 8-bit bases are not supported yet: point Model= "
+                       "at the 16-bit base instead", self->path, name);
+          return FALSE;
+        }
+    }
+  if (json_object_has_member (config, "quantization_config"))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+                   "%s/config.json: the model has a quantization_config; quantized "
+                   "bases are not supported yet: point Model= at the 16-bit base",
+                   self->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Adapters carry tokenizer files too (trainers save them beside the
+ * adapter, sometimes with added tokens), so this is shared. */
+GStrv
+_smelt_find_tokenizer_files (const char *dir)
+{
+  GPtrArray *found = g_ptr_array_new ();
+
+  for (guint i = 0; tokenizer_file_names[i]; i++)
+    {
+      g_autofree char *p = g_build_filename (dir, tokenizer_file_names[i], NULL);
+
+      if (g_file_test (p, G_FILE_TEST_IS_REGULAR))
+        g_ptr_array_add (found, g_strdup (tokenizer_file_names[i]));
+    }
+  g_ptr_array_add (found, NULL);
+  return (GStrv) g_ptr_array_free (found, FALSE);
+}
+
+static gboolean
+load_config (SmeltModel  *self,
+             GError     **error)
+{
+  g_autofree char *config_path = g_build_filename (self->path, "config.json", NULL);
+  g_autofree char *gen_path = g_build_filename (self->path, "generation_config.json", NULL);
+
+  if (!g_file_test (config_path, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_NOT_FOUND,
+                   "%s: not a Hugging Face model directory (no config.json)", self->path);
+      return FALSE;
+    }
+  self->config = smelt_json_load_file (config_path, error);
+  if (self->config == NULL)
+    return FALSE;
+  if (!JSON_NODE_HOLDS_OBJECT (self->config))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                   "%s: not a JSON object", config_path);
+      return FALSE;
+    }
+  if (g_file_test (gen_path, G_FILE_TEST_EXISTS))
+    {
+      self->generation_config = smelt_json_load_file (gen_path, error);
+      if (self->generation_config == NULL)
+        return FALSE;
+      if (!JSON_NODE_HOLDS_OBJECT (self->generation_config))
+        {
+          g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                       "%s: not a JSON object", gen_path);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/**
+ * smelt_model_new_for_path:
+ * @path: (type filename): a model directory
+ * @error: return location for a #GError
+ *
+ * Opens and validates a model directory.
+ *
+ * Returns: (transfer full): a new #SmeltModel, or %NULL with @error set
+ */
+SmeltModel *
+smelt_model_new_for_path (const char  *path,
+                          GError     **error)
+{
+  g_autoptr(SmeltModel) self = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
+
+  if (!g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_NOT_FOUND,
+                   "%s: no such model directory", path);
+      return NULL;
+    }
+  self = g_object_new (SMELT_TYPE_MODEL, NULL);
+  self->path = g_canonicalize_filename (path, NULL);
+
+  if (!load_config (self, error) || !load_weights (self, error))
+    return NULL;
+  g_ptr_array_sort (self->tensors, compare_tensors);
+  if (!check_not_quantized (self, error))
+    return NULL;
+  self->dtype = guess_dtype (self);
+  self->tokenizer_files = _smelt_find_tokenizer_files (self->path);
+  return g_steal_pointer (&self);
+}
+
+/**
+ * smelt_model_get_path:
+ * @self: a #SmeltModel
+ *
+ * Returns: (type filename): the absolute path of the model directory
+ */
+const char *
+smelt_model_get_path (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  return self->path;
+}
+
+/**
+ * smelt_model_get_config:
+ * @self: a #SmeltModel
+ *
+ * Returns: (transfer none): the parsed config.json
+ */
+JsonObject *
+smelt_model_get_config (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  return json_node_get_object (self->config);
+}
+
+/**
+ * smelt_model_get_generation_config:
+ * @self: a #SmeltModel
+ *
+ * Returns: (transfer none) (nullable): the parsed generation_config.json
+ */
+JsonObject *
+smelt_model_get_generation_config (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  return self->generation_config ? json_node_get_object (self->generation_config) : NULL;
+}
+
+/**
+ * smelt_model_get_architecture:
+ * @self: a #SmeltModel
+ *
+ * Returns: (nullable): the first entry of config.json's "architectures"
+ */
+const char *
+smelt_model_get_architecture (SmeltModel *self)
+{
+  JsonObject *config;
+  JsonArray *archs;
+
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  config = json_node_get_object (self->config);
+  if (!json_object_has_member (config, "architectures") ||
+      !JSON_NODE_HOLDS_ARRAY (json_object_get_member (config, "architectures")))
+    return NULL;
+  archs = json_object_get_array_member (config, "architectures");
+  if (json_array_get_length (archs) == 0 ||
+      !JSON_NODE_HOLDS_VALUE (json_array_get_element (archs, 0)))
+    return NULL;
+  return json_array_get_string_element (archs, 0);
+}
+
+/**
+ * smelt_model_get_n_tensors:
+ * @self: a #SmeltModel
+ *
+ * Returns: the number of stored tensors
+ */
+guint
+smelt_model_get_n_tensors (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), 0);
+  return self->tensors->len;
+}
+
+/**
+ * smelt_model_get_tensor:
+ * @self: a #SmeltModel
+ * @index: position in natural name order
+ *
+ * Returns: (transfer none): the tensor
+ */
+SmeltTensor *
+smelt_model_get_tensor (SmeltModel *self,
+                        guint       index)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  g_return_val_if_fail (index < self->tensors->len, NULL);
+  return g_ptr_array_index (self->tensors, index);
+}
+
+/**
+ * smelt_model_lookup_tensor:
+ * @self: a #SmeltModel
+ * @name: a tensor name
+ *
+ * Returns: (transfer none) (nullable): the tensor, or %NULL
+ */
+SmeltTensor *
+smelt_model_lookup_tensor (SmeltModel *self,
+                           const char *name)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  return g_hash_table_lookup (self->by_name, name);
+}
+
+/**
+ * smelt_model_get_n_parameters:
+ * @self: a #SmeltModel
+ *
+ * Returns: the number of elements over all tensors
+ */
+guint64
+smelt_model_get_n_parameters (SmeltModel *self)
+{
+  guint64 n = 0;
+
+  g_return_val_if_fail (SMELT_IS_MODEL (self), 0);
+  for (guint i = 0; i < self->tensors->len; i++)
+    n += smelt_tensor_get_n_elements (g_ptr_array_index (self->tensors, i));
+  return n;
+}
+
+/**
+ * smelt_model_get_n_bytes:
+ * @self: a #SmeltModel
+ *
+ * Returns: the bytes of tensor data over all shards
+ */
+guint64
+smelt_model_get_n_bytes (SmeltModel *self)
+{
+  guint64 n = 0;
+
+  g_return_val_if_fail (SMELT_IS_MODEL (self), 0);
+  for (guint i = 0; i < self->tensors->len; i++)
+    n += smelt_tensor_get_n_bytes (g_ptr_array_index (self->tensors, i));
+  return n;
+}
+
+/**
+ * smelt_model_get_n_shards:
+ * @self: a #SmeltModel
+ *
+ * Returns: the number of safetensors files
+ */
+guint
+smelt_model_get_n_shards (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), 0);
+  return self->shards->len;
+}
+
+/**
+ * smelt_model_get_dtype:
+ * @self: a #SmeltModel
+ *
+ * Returns: the dtype the model was saved in (config's torch_dtype, else
+ *   the float type holding most bytes)
+ */
+SmeltDType
+smelt_model_get_dtype (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), SMELT_DTYPE_INVALID);
+  return self->dtype;
+}
+
+/**
+ * smelt_model_get_tokenizer_files:
+ * @self: a #SmeltModel
+ *
+ * Returns: (transfer none) (array zero-terminated=1): names of the
+ *   tokenizer files present in the model directory
+ */
+const char * const *
+smelt_model_get_tokenizer_files (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  return (const char * const *) self->tokenizer_files;
+}

@@ -1,0 +1,162 @@
+/* smelt-private.h: internal declarations of libsmelt
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <smelt/smelt.h>
+
+G_BEGIN_DECLS
+
+/* ---- dtype conversion back ends (smelt-dtype.c) ----
+ * The public converters dispatch at run time to the best of these. Tests
+ * call every one of them and compare with the portable path. */
+typedef enum {
+  SMELT_SIMD_PORTABLE,
+  SMELT_SIMD_AVX2,      /* AVX2 + F16C */
+  SMELT_SIMD_AVX512,    /* AVX-512 F/BW/VL (+ F16C) */
+  SMELT_SIMD_N_LEVELS
+} SmeltSimdLevel;
+
+/* The best level this CPU supports, capped by $SMELT_SIMD
+ * ("portable", "avx2", "avx512") so users and tests can force a path. */
+SmeltSimdLevel _smelt_simd_level (void);
+gboolean       _smelt_simd_supported (SmeltSimdLevel level);
+const char    *_smelt_simd_level_name (SmeltSimdLevel level);
+
+void  _smelt_convert_bf16_to_f32_at (SmeltSimdLevel level, const guint16 *src, float *dst, gsize n);
+void  _smelt_convert_f16_to_f32_at  (SmeltSimdLevel level, const guint16 *src, float *dst, gsize n);
+void  _smelt_convert_f32_to_bf16_at (SmeltSimdLevel level, const float *src, guint16 *dst, gsize n);
+gsize _smelt_convert_f32_to_f16_at  (SmeltSimdLevel level, const float *src, guint16 *dst, gsize n);
+
+/* ---- stored tensors (smelt-stored-tensor.c) ----
+ * A tensor stored in a mapped file: @mapping covers the whole file,
+ * [@offset, @offset + @size) is the tensor's data. Keeps a ref on @mapping. */
+#define SMELT_TYPE_STORED_TENSOR (_smelt_stored_tensor_get_type ())
+G_DECLARE_FINAL_TYPE (SmeltStoredTensor, _smelt_stored_tensor, SMELT, STORED_TENSOR, GObject)
+
+SmeltTensor *_smelt_stored_tensor_new (GMappedFile   *mapping,
+                                       const char    *file_path,
+                                       const char    *name,
+                                       SmeltDType     dtype,
+                                       const guint64 *shape,
+                                       guint          n_dims,
+                                       guint64        offset,
+                                       guint64        size);
+const char  *_smelt_stored_tensor_get_file_path (SmeltStoredTensor *self);
+guint64      _smelt_stored_tensor_get_offset    (SmeltStoredTensor *self);
+/* Gives the tensor another name (the adapter's key stripped to a base name)
+ * without copying anything. */
+SmeltTensor *_smelt_stored_tensor_new_alias (SmeltStoredTensor *self,
+                                             const char        *name);
+
+int   _smelt_natural_compare      (const char *a, const char *b);
+GStrv _smelt_find_tokenizer_files (const char *dir);
+
+guint _smelt_adapter_get_expected_rank (SmeltAdapter *self, const char *module);
+
+/* Shape helpers shared by tensor implementations. */
+gboolean _smelt_shape_n_elements (const guint64 *shape,
+                                  guint          n_dims,
+                                  guint64       *n_elements);
+char    *_smelt_shape_to_string  (const guint64 *shape,
+                                  guint          n_dims);
+
+G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* ---- the merge engine (smelt-merged-tensor.c) ---- */
+
+/* How B·A lines up with the stored base tensor. */
+typedef enum {
+  SMELT_LORA_LINEAR,      /* base [out, in]: delta = B·A */
+  SMELT_LORA_TRANSPOSED,  /* base [in, out] (fan_in_fan_out) or an
+                           * embedding [vocab, dim]: delta = (B·A)ᵀ */
+} SmeltLoraLayout;
+
+/* One adapter's low-rank update of one tensor. */
+typedef struct {
+  SmeltTensor     *a;          /* [r, x] */
+  SmeltTensor     *b;          /* [y, r] */
+  SmeltTensor     *magnitude;  /* DoRA magnitude, or NULL */
+  SmeltLoraLayout  layout;
+  guint            rank;
+  float            factor;     /* float32 (scale × adapter weight) */
+} SmeltLoraTerm;
+
+#define SMELT_TYPE_MERGED_TENSOR (_smelt_merged_tensor_get_type ())
+G_DECLARE_FINAL_TYPE (SmeltMergedTensor, _smelt_merged_tensor, SMELT, MERGED_TENSOR, GObject)
+
+/* @base holds the rows before any delta (a stored base tensor, or a
+ * replacement from an adapter); @dtype is the tensor's natural type. */
+SmeltTensor *_smelt_merged_tensor_new      (const char          *name,
+                                            SmeltTensor         *base,
+                                            SmeltDType           dtype);
+/* Takes the term's tensor references. */
+void         _smelt_merged_tensor_add_term (SmeltMergedTensor   *self,
+                                            const SmeltLoraTerm *term);
+/* For 1-D bias tensors: adds factor × @vector (lora_B.bias). */
+void         _smelt_merged_tensor_add_bias (SmeltMergedTensor   *self,
+                                            SmeltTensor         *vector,
+                                            float                factor);
+guint        _smelt_merged_tensor_get_n_terms (SmeltMergedTensor *self);
+SmeltTensor *_smelt_merged_tensor_get_base (SmeltMergedTensor  *self);
+
+/* Rows per block for a tensor: about @target_bytes of float32, at least 1.
+ * Depends only on the tensor, so output is identical at any thread count. */
+guint64      _smelt_rows_per_block (SmeltTensor *tensor,
+                                    gsize        target_bytes);
+
+G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* ---- adapter key names (smelt-lora-target.c) ---- */
+typedef enum {
+  SMELT_ADAPTER_KEY_LORA_A,       /* <module>.lora_A.weight */
+  SMELT_ADAPTER_KEY_LORA_B,       /* <module>.lora_B.weight */
+  SMELT_ADAPTER_KEY_LORA_B_BIAS,  /* <module>.lora_B.bias */
+  SMELT_ADAPTER_KEY_EMBEDDING_A,  /* <module>.lora_embedding_A */
+  SMELT_ADAPTER_KEY_EMBEDDING_B,  /* <module>.lora_embedding_B */
+  SMELT_ADAPTER_KEY_MAGNITUDE,    /* <module>.lora_magnitude_vector */
+  SMELT_ADAPTER_KEY_FULL,         /* a whole tensor replacing the base's */
+} SmeltAdapterKeyKind;
+
+/* Splits a saved PEFT key into the module path (or, for FULL, the tensor
+ * name) as the base checkpoint would spell it: strips "base_model.model.",
+ * adapter names (".default."), ".base_layer." and ".modules_to_save.<name>.". */
+gboolean _smelt_parse_adapter_key (const char           *key,
+                                   char                **module,
+                                   SmeltAdapterKeyKind  *kind,
+                                   GError              **error);
+
+G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* ---- plugins (smelt-plugin.c, smelt-plugin-loader.c) ---- */
+
+/* Reads a .plugin keyfile; no code is loaded. */
+SmeltPlugin *_smelt_plugin_new_from_keyfile (const char  *keyfile_path,
+                                             GError     **error);
+/* The only entry into libltdl: opens @path (absolute) and returns the
+ * descriptor, or NULL with @error set. Serialized by one mutex. */
+const SmeltPluginDesc *_smelt_plugin_loader_open (const char  *path,
+                                                  GError     **error);
+
+G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* ---- recipes (smelt-recipe.c) ---- */
+
+/* Creates and configures every destination and export of the recipe;
+ * each format already has its destination set. */
+gboolean _smelt_recipe_instantiate (SmeltRecipe    *self,
+                                    SmeltRegistry  *registry,
+                                    GPtrArray     **formats,
+                                    GPtrArray     **destinations,
+                                    GError        **error);
+
+G_END_DECLS

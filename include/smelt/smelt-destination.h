@@ -1,0 +1,75 @@
+/* smelt-destination.h: where exports put their files
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(SMELT_INSIDE) && !defined(SMELT_COMPILATION)
+# error "Only <smelt/smelt.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+#include <smelt/smelt-version.h>
+
+G_BEGIN_DECLS
+
+#define SMELT_TYPE_DESTINATION (smelt_destination_get_type ())
+SMELT_AVAILABLE_IN_ALL
+G_DECLARE_DERIVABLE_TYPE (SmeltDestination, smelt_destination, SMELT, DESTINATION, GObject)
+
+/**
+ * SmeltDestinationClass:
+ * @prepare: checks the destination can take the export (called before any
+ *   data is computed)
+ * @create_file: opens a new file at a relative path, not visible under its
+ *   final name until @commit
+ * @commit: makes every created file visible at once
+ * @abort: removes everything created; must be safe to call at any time
+ * @describe: a human readable location, for plans and messages
+ *
+ * The virtual methods of a destination plugin.
+ */
+struct _SmeltDestinationClass
+{
+  GObjectClass parent_class;
+
+  gboolean       (*prepare)     (SmeltDestination *self,
+                                 GCancellable     *cancellable,
+                                 GError          **error);
+  GOutputStream *(*create_file) (SmeltDestination *self,
+                                 const char       *path,
+                                 GCancellable     *cancellable,
+                                 GError          **error);
+  gboolean       (*commit)      (SmeltDestination *self,
+                                 const char       *message,
+                                 GCancellable     *cancellable,
+                                 GError          **error);
+  void           (*abort)       (SmeltDestination *self);
+  char *         (*describe)    (SmeltDestination *self);
+
+  /*< private >*/
+  gpointer padding[12];
+};
+
+SMELT_AVAILABLE_IN_ALL
+gboolean       smelt_destination_prepare     (SmeltDestination *self,
+                                              GCancellable     *cancellable,
+                                              GError          **error);
+SMELT_AVAILABLE_IN_ALL
+GOutputStream *smelt_destination_create_file (SmeltDestination *self,
+                                              const char       *path,
+                                              GCancellable     *cancellable,
+                                              GError          **error);
+SMELT_AVAILABLE_IN_ALL
+gboolean       smelt_destination_commit      (SmeltDestination *self,
+                                              const char       *message,
+                                              GCancellable     *cancellable,
+                                              GError          **error);
+SMELT_AVAILABLE_IN_ALL
+void           smelt_destination_abort       (SmeltDestination *self);
+SMELT_AVAILABLE_IN_ALL
+char          *smelt_destination_describe    (SmeltDestination *self);
+SMELT_AVAILABLE_IN_ALL
+const char    *smelt_destination_get_name    (SmeltDestination *self);
+
+G_END_DECLS

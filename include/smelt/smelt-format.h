@@ -1,0 +1,173 @@
+/* smelt-format.h: base class of format plugins
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(SMELT_INSIDE) && !defined(SMELT_COMPILATION)
+# error "Only <smelt/smelt.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+#include <smelt/smelt-source.h>
+#include <smelt/smelt-destination.h>
+
+G_BEGIN_DECLS
+
+/**
+ * SmeltRows:
+ * @SMELT_ROWS_NONE: the format does not want this tensor's rows
+ * @SMELT_ROWS_F32: rows converted (and merged) to float32, passed to
+ *   encode_rows() on a worker thread
+ * @SMELT_ROWS_STORED: the tensor's stored bytes, passed straight to
+ *   write_rows(); only valid for tensors whose get_bytes() is not %NULL
+ *
+ * What a format wants of a tensor.
+ */
+typedef enum {
+  SMELT_ROWS_NONE,
+  SMELT_ROWS_F32,
+  SMELT_ROWS_STORED,
+} SmeltRows;
+
+/**
+ * SMELT_PARAM_PATH:
+ *
+ * A #GParamFlags bit for string properties that hold a local path: recipes
+ * resolve a relative value against the recipe's folder before setting it.
+ */
+#define SMELT_PARAM_PATH (1 << G_PARAM_USER_SHIFT)
+
+#define SMELT_TYPE_PLANNED_FILE (smelt_planned_file_get_type ())
+
+/**
+ * SmeltPlannedFile:
+ * @path: path relative to the destination
+ * @size: size in bytes, or -1 when it is only known once written
+ *
+ * A file an export will write.
+ */
+typedef struct {
+  char   *path;
+  gint64  size;
+} SmeltPlannedFile;
+
+SMELT_AVAILABLE_IN_ALL
+GType smelt_planned_file_get_type (void) G_GNUC_CONST;
+SMELT_AVAILABLE_IN_ALL
+SmeltPlannedFile *smelt_planned_file_copy (const SmeltPlannedFile *file);
+SMELT_AVAILABLE_IN_ALL
+void              smelt_planned_file_free (SmeltPlannedFile *file);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmeltPlannedFile, smelt_planned_file_free)
+
+#define SMELT_TYPE_FORMAT (smelt_format_get_type ())
+SMELT_AVAILABLE_IN_ALL
+G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
+
+/**
+ * SmeltFormatClass:
+ * @plan: computes every file and its size from shapes and types, before
+ *   any data; records them with smelt_format_add_planned_file()
+ * @wants_rows: what the format needs of @tensor
+ * @encode_rows: converts a block of float32 rows to the bytes the file
+ *   holds; called from worker threads, concurrently, so it must only read
+ *   the format's state
+ * @write_rows: writes a block, in tensor and row order, on the job's thread
+ * @finish: writes whatever remains (configs, indexes, copies)
+ *
+ * The virtual methods of a format plugin. Tensors arrive in the order of
+ * smelt_source_get_tensor(), rows in increasing order.
+ */
+struct _SmeltFormatClass
+{
+  GObjectClass parent_class;
+
+  gboolean  (*plan)        (SmeltFormat   *self,
+                            SmeltSource   *source,
+                            GError       **error);
+  SmeltRows (*wants_rows)  (SmeltFormat   *self,
+                            SmeltTensor   *tensor);
+  gboolean  (*encode_rows) (SmeltFormat   *self,
+                            SmeltTensor   *tensor,
+                            guint64        first_row,
+                            guint64        n_rows,
+                            const float   *rows,
+                            GByteArray    *out,
+                            GError       **error);
+  gboolean  (*write_rows)  (SmeltFormat   *self,
+                            SmeltTensor   *tensor,
+                            guint64        first_row,
+                            guint64        n_rows,
+                            GBytes        *data,
+                            GCancellable  *cancellable,
+                            GError       **error);
+  gboolean  (*finish)      (SmeltFormat   *self,
+                            GCancellable  *cancellable,
+                            GError       **error);
+
+  /*< private >*/
+  gpointer padding[12];
+};
+
+SMELT_AVAILABLE_IN_ALL
+gboolean   smelt_format_plan         (SmeltFormat   *self,
+                                      SmeltSource   *source,
+                                      GError       **error);
+SMELT_AVAILABLE_IN_ALL
+SmeltRows  smelt_format_wants_rows   (SmeltFormat   *self,
+                                      SmeltTensor   *tensor);
+SMELT_AVAILABLE_IN_ALL
+gboolean   smelt_format_encode_rows  (SmeltFormat   *self,
+                                      SmeltTensor   *tensor,
+                                      guint64        first_row,
+                                      guint64        n_rows,
+                                      const float   *rows,
+                                      GByteArray    *out,
+                                      GError       **error);
+SMELT_AVAILABLE_IN_ALL
+gboolean   smelt_format_write_rows   (SmeltFormat   *self,
+                                      SmeltTensor   *tensor,
+                                      guint64        first_row,
+                                      guint64        n_rows,
+                                      GBytes        *data,
+                                      GCancellable  *cancellable,
+                                      GError       **error);
+SMELT_AVAILABLE_IN_ALL
+gboolean   smelt_format_finish       (SmeltFormat   *self,
+                                      GCancellable  *cancellable,
+                                      GError       **error);
+
+SMELT_AVAILABLE_IN_ALL
+const char       *smelt_format_get_name        (SmeltFormat      *self);
+SMELT_AVAILABLE_IN_ALL
+SmeltSource      *smelt_format_get_source      (SmeltFormat      *self);
+SMELT_AVAILABLE_IN_ALL
+SmeltDestination *smelt_format_get_destination (SmeltFormat      *self);
+SMELT_AVAILABLE_IN_ALL
+void              smelt_format_set_destination (SmeltFormat      *self,
+                                                SmeltDestination *destination);
+SMELT_AVAILABLE_IN_ALL
+void              smelt_format_add_planned_file (SmeltFormat     *self,
+                                                 const char      *path,
+                                                 gint64           size);
+SMELT_AVAILABLE_IN_ALL
+GPtrArray        *smelt_format_get_planned_files (SmeltFormat    *self);
+SMELT_AVAILABLE_IN_ALL
+GOutputStream    *smelt_format_create_file     (SmeltFormat      *self,
+                                                const char       *path,
+                                                GCancellable     *cancellable,
+                                                GError          **error);
+SMELT_AVAILABLE_IN_ALL
+gboolean          smelt_format_write_file      (SmeltFormat      *self,
+                                                const char       *path,
+                                                GBytes           *contents,
+                                                GCancellable     *cancellable,
+                                                GError          **error);
+SMELT_AVAILABLE_IN_ALL
+gboolean          smelt_format_copy_file       (SmeltFormat      *self,
+                                                const char       *source_path,
+                                                const char       *path,
+                                                GCancellable     *cancellable,
+                                                GError          **error);
+
+G_END_DECLS

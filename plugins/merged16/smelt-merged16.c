@@ -1,0 +1,554 @@
+/* smelt-merged16.c: the merged16 format
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+#include <glib/gstdio.h>
+
+#include <smelt/smelt.h>
+
+/* Writes the merged model the way transformers' save_pretrained does:
+ * model.safetensors or model-0000i-of-0000N.safetensors shards split in
+ * tensor order at MaxShardSize, model.safetensors.index.json, config.json
+ * with torch_dtype set and quantization_config removed, and the
+ * generation and tokenizer files copied. Every shard's header is planned
+ * before any data, so the files stream straight to the destination. */
+
+typedef enum {
+  SMELT_MERGED16_DTYPE_AUTO,
+  SMELT_MERGED16_DTYPE_BF16,
+  SMELT_MERGED16_DTYPE_FP16,
+} SmeltMerged16DType;
+
+static const GEnumValue dtype_values[] = {
+  { SMELT_MERGED16_DTYPE_AUTO, "SMELT_MERGED16_DTYPE_AUTO", "auto" },
+  { SMELT_MERGED16_DTYPE_BF16, "SMELT_MERGED16_DTYPE_BF16", "bf16" },
+  { SMELT_MERGED16_DTYPE_FP16, "SMELT_MERGED16_DTYPE_FP16", "fp16" },
+  { 0, NULL, NULL }
+};
+
+static GType
+smelt_merged16_dtype_get_type (void)
+{
+  static gsize type;
+
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("SmeltMerged16DType", dtype_values));
+  return type;
+}
+
+#define SMELT_TYPE_MERGED16 (smelt_merged16_get_type ())
+G_DECLARE_FINAL_TYPE (SmeltMerged16, smelt_merged16, SMELT, MERGED16, SmeltFormat)
+
+typedef struct {
+  char                   *file_name;
+  SmeltSafetensorsLayout *layout;
+  guint64                 written;
+} Shard;
+
+struct _SmeltMerged16
+{
+  SmeltFormat         parent_instance;
+
+  SmeltMerged16DType  dtype_option;
+  char               *max_shard_size;
+
+  SmeltDType          out_dtype;
+  GPtrArray          *shards;       /* Shard */
+  GHashTable         *shard_of;     /* tensor name -> Shard */
+  Shard              *open_shard;
+  GOutputStream      *out;
+  GBytes             *config;
+};
+
+enum {
+  PROP_0,
+  PROP_DTYPE,
+  PROP_MAX_SHARD_SIZE,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (SmeltMerged16, smelt_merged16, SMELT_TYPE_FORMAT)
+
+static void
+shard_free (gpointer data)
+{
+  Shard *s = data;
+
+  g_free (s->file_name);
+  g_clear_object (&s->layout);
+  g_free (s);
+}
+
+static void
+smelt_merged16_finalize (GObject *object)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (object);
+
+  g_free (self->max_shard_size);
+  g_ptr_array_unref (self->shards);
+  g_hash_table_unref (self->shard_of);
+  g_clear_object (&self->out);
+  g_clear_pointer (&self->config, g_bytes_unref);
+  G_OBJECT_CLASS (smelt_merged16_parent_class)->finalize (object);
+}
+
+static void
+smelt_merged16_get_property (GObject    *object,
+                             guint       prop_id,
+                             GValue     *value,
+                             GParamSpec *pspec)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (object);
+
+  switch (prop_id)
+    {
+    case PROP_DTYPE:
+      g_value_set_enum (value, self->dtype_option);
+      break;
+    case PROP_MAX_SHARD_SIZE:
+      g_value_set_string (value, self->max_shard_size);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+smelt_merged16_set_property (GObject      *object,
+                             guint         prop_id,
+                             const GValue *value,
+                             GParamSpec   *pspec)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (object);
+
+  switch (prop_id)
+    {
+    case PROP_DTYPE:
+      self->dtype_option = g_value_get_enum (value);
+      break;
+    case PROP_MAX_SHARD_SIZE:
+      g_free (self->max_shard_size);
+      self->max_shard_size = g_value_dup_string (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static gboolean
+is_convertible (SmeltDType d)
+{
+  return d == SMELT_DTYPE_F32 || d == SMELT_DTYPE_F16 || d == SMELT_DTYPE_BF16;
+}
+
+/* auto keeps the base's 16-bit type; a float32 base becomes bf16, which
+ * keeps float32's range (fp16 would overflow large activations' weights). */
+static SmeltDType
+choose_dtype (SmeltMerged16 *self,
+              SmeltSource   *source)
+{
+  SmeltDType base = smelt_model_get_dtype (smelt_source_get_model (source));
+
+  switch (self->dtype_option)
+    {
+    case SMELT_MERGED16_DTYPE_BF16:
+      return SMELT_DTYPE_BF16;
+    case SMELT_MERGED16_DTYPE_FP16:
+      return SMELT_DTYPE_F16;
+    case SMELT_MERGED16_DTYPE_AUTO:
+    default:
+      return base == SMELT_DTYPE_F16 ? SMELT_DTYPE_F16 : SMELT_DTYPE_BF16;
+    }
+}
+
+static SmeltDType
+output_dtype (SmeltMerged16 *self,
+              SmeltTensor   *tensor)
+{
+  SmeltDType d = smelt_tensor_get_dtype (tensor);
+
+  return is_convertible (d) ? self->out_dtype : d;
+}
+
+static const char *
+torch_name (SmeltDType d)
+{
+  return d == SMELT_DTYPE_F16 ? "float16" : "bfloat16";
+}
+
+static gboolean
+plan_shards (SmeltMerged16  *self,
+             SmeltSource    *source,
+             guint64         max_size,
+             GError        **error)
+{
+  Shard *current = NULL;
+  guint64 current_size = 0;
+
+  for (guint i = 0; i < smelt_source_get_n_tensors (source); i++)
+    {
+      SmeltTensor *t = smelt_source_get_tensor (source, i);
+      SmeltDType d = output_dtype (self, t);
+      guint64 size = smelt_tensor_get_n_elements (t) * smelt_dtype_get_bits (d) / 8;
+      guint n_dims;
+      const guint64 *shape = smelt_tensor_get_shape (t, &n_dims);
+
+      /* huggingface_hub's rule: a tensor that does not fit starts a new
+       * shard; one larger than the limit gets a shard of its own */
+      if (current == NULL || (current_size > 0 && current_size + size > max_size))
+        {
+          current = g_new0 (Shard, 1);
+          current->layout = smelt_safetensors_layout_new ();
+          g_ptr_array_add (self->shards, current);
+          current_size = 0;
+        }
+      if (!smelt_safetensors_layout_add_tensor (current->layout, smelt_tensor_get_name (t),
+                                                d, shape, n_dims, error))
+        return FALSE;
+      current_size += size;
+      g_hash_table_insert (self->shard_of, (gpointer) smelt_tensor_get_name (t), current);
+    }
+  for (guint i = 0; i < self->shards->len; i++)
+    {
+      Shard *s = g_ptr_array_index (self->shards, i);
+
+      s->file_name = self->shards->len == 1
+        ? g_strdup ("model.safetensors")
+        : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, self->shards->len);
+    }
+  return TRUE;
+}
+
+static GBytes *
+make_config (SmeltMerged16 *self,
+             SmeltSource   *source)
+{
+  g_autoptr(JsonNode) node = json_node_init_object (json_node_alloc (), smelt_source_get_config (source));
+  g_autofree char *text = smelt_json_to_string (node, FALSE, FALSE);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  JsonObject *config;
+  char *out;
+
+  /* edit a copy: the source's config is shared by every export */
+  json_parser_load_from_data (parser, text, -1, NULL);
+  config = json_node_get_object (json_parser_get_root (parser));
+  json_object_remove_member (config, "quantization_config");
+  json_object_remove_member (config, "dtype");
+  json_object_set_string_member (config, "torch_dtype", torch_name (self->out_dtype));
+  out = smelt_json_to_string (json_parser_get_root (parser), TRUE, TRUE);
+  return g_bytes_new_take (g_strconcat (out, "\n", NULL), strlen (out) + 1);
+}
+
+static GBytes *
+make_index (SmeltMerged16 *self,
+            SmeltSource   *source)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+  guint64 total = 0;
+  g_autofree char *text = NULL;
+
+  for (guint i = 0; i < self->shards->len; i++)
+    total += smelt_safetensors_layout_get_data_size (((Shard *) g_ptr_array_index (self->shards, i))->layout);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "metadata");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "total_size");
+  json_builder_add_int_value (b, (gint64) total);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "weight_map");
+  json_builder_begin_object (b);
+  for (guint i = 0; i < smelt_source_get_n_tensors (source); i++)
+    {
+      const char *name = smelt_tensor_get_name (smelt_source_get_tensor (source, i));
+      Shard *s = g_hash_table_lookup (self->shard_of, name);
+
+      json_builder_set_member_name (b, name);
+      json_builder_add_string_value (b, s->file_name);
+    }
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  text = smelt_json_to_string (root, TRUE, TRUE);
+  return g_bytes_new_take (g_strconcat (text, "\n", NULL), strlen (text) + 1);
+}
+
+static gint64
+file_size (const char *dir,
+           const char *name)
+{
+  g_autofree char *p = g_build_filename (dir, name, NULL);
+  GStatBuf st;
+
+  return g_stat (p, &st) == 0 ? (gint64) st.st_size : -1;
+}
+
+static gboolean
+smelt_merged16_plan (SmeltFormat  *format,
+                     SmeltSource  *source,
+                     GError      **error)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (format);
+  const char *model_dir = smelt_model_get_path (smelt_source_get_model (source));
+  const char *tok_dir = smelt_source_get_tokenizer_dir (source);
+  const char * const *tok = smelt_source_get_tokenizer_files (source);
+  guint64 max_size;
+
+  if (!smelt_parse_size (self->max_shard_size, &max_size, error))
+    {
+      g_prefix_error (error, "MaxShardSize: ");
+      return FALSE;
+    }
+  self->out_dtype = choose_dtype (self, source);
+  if (!plan_shards (self, source, max_size, error))
+    return FALSE;
+  for (guint i = 0; i < self->shards->len; i++)
+    {
+      Shard *s = g_ptr_array_index (self->shards, i);
+      smelt_format_add_planned_file (format, s->file_name,
+                                     smelt_safetensors_layout_get_file_size (s->layout));
+    }
+  if (self->shards->len > 1)
+    {
+      g_autoptr(GBytes) index = make_index (self, source);
+      smelt_format_add_planned_file (format, "model.safetensors.index.json", g_bytes_get_size (index));
+    }
+  self->config = make_config (self, source);
+  smelt_format_add_planned_file (format, "config.json", g_bytes_get_size (self->config));
+  if (smelt_model_get_generation_config (smelt_source_get_model (source)))
+    smelt_format_add_planned_file (format, "generation_config.json",
+                                   file_size (model_dir, "generation_config.json"));
+  for (guint i = 0; tok[i]; i++)
+    smelt_format_add_planned_file (format, tok[i], file_size (tok_dir, tok[i]));
+  return TRUE;
+}
+
+static SmeltRows
+smelt_merged16_wants_rows (SmeltFormat *format,
+                           SmeltTensor *tensor)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (format);
+  SmeltDType d = smelt_tensor_get_dtype (tensor);
+  g_autoptr(GBytes) stored = NULL;
+
+  if (!is_convertible (d))
+    return SMELT_ROWS_STORED;
+  /* an untouched tensor already in the output type is copied as it is */
+  if (d == self->out_dtype && (stored = smelt_tensor_get_bytes (tensor)) != NULL)
+    return SMELT_ROWS_STORED;
+  return SMELT_ROWS_F32;
+}
+
+static gboolean
+report_overflow (SmeltTensor  *tensor,
+                 guint64       first_row,
+                 const float  *rows,
+                 gsize         n,
+                 GError      **error)
+{
+  guint64 row_len = MAX (smelt_tensor_get_row_length (tensor), 1);
+
+  for (gsize i = 0; i < n; i++)
+    if (rows[i] >= 65520.0f || rows[i] <= -65520.0f)
+      {
+        g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
+                     "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
+                     " does not fit in float16 (largest 65504); use DType=bf16",
+                     smelt_tensor_get_name (tensor), rows[i], first_row + i / row_len,
+                     (guint64) (i % row_len));
+        return FALSE;
+      }
+  return TRUE;
+}
+
+static gboolean
+smelt_merged16_encode_rows (SmeltFormat  *format,
+                            SmeltTensor  *tensor,
+                            guint64       first_row,
+                            guint64       n_rows,
+                            const float  *rows,
+                            GByteArray   *out,
+                            GError      **error)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (format);
+  gsize n = n_rows * smelt_tensor_get_row_length (tensor);
+  gsize n_overflow = 0;
+
+  g_byte_array_set_size (out, n * 2);
+  smelt_convert (SMELT_DTYPE_F32, rows, self->out_dtype, out->data, n, &n_overflow);
+  if (n_overflow > 0)
+    return report_overflow (tensor, first_row, rows, n, error);
+  return TRUE;
+}
+
+static gboolean
+close_shard (SmeltMerged16  *self,
+             GCancellable   *cancellable,
+             GError        **error)
+{
+  Shard *s = self->open_shard;
+
+  if (s == NULL)
+    return TRUE;
+  if (s->written != smelt_safetensors_layout_get_data_size (s->layout))
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "%s: wrote %" G_GUINT64_FORMAT " bytes of data, planned %" G_GUINT64_FORMAT,
+                   s->file_name, s->written, smelt_safetensors_layout_get_data_size (s->layout));
+      return FALSE;
+    }
+  self->open_shard = NULL;
+  if (!g_output_stream_close (self->out, cancellable, error))
+    {
+      g_prefix_error (error, "%s: ", s->file_name);
+      return FALSE;
+    }
+  g_clear_object (&self->out);
+  return TRUE;
+}
+
+static gboolean
+open_shard (SmeltMerged16  *self,
+            Shard          *s,
+            GCancellable   *cancellable,
+            GError        **error)
+{
+  g_autoptr(GBytes) header = NULL;
+
+  if (!close_shard (self, cancellable, error))
+    return FALSE;
+  self->out = smelt_format_create_file (SMELT_FORMAT (self), s->file_name, cancellable, error);
+  if (self->out == NULL)
+    return FALSE;
+  self->open_shard = s;
+  header = smelt_safetensors_layout_get_header (s->layout);
+  if (!g_output_stream_write_all (self->out, g_bytes_get_data (header, NULL),
+                                  g_bytes_get_size (header), NULL, cancellable, error))
+    {
+      g_prefix_error (error, "%s: ", s->file_name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+smelt_merged16_write_rows (SmeltFormat   *format,
+                           SmeltTensor   *tensor,
+                           guint64        first_row,
+                           guint64        n_rows,
+                           GBytes        *data,
+                           GCancellable  *cancellable,
+                           GError       **error)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (format);
+  Shard *s = g_hash_table_lookup (self->shard_of, smelt_tensor_get_name (tensor));
+  gsize len;
+  const guint8 *bytes = g_bytes_get_data (data, &len);
+
+  if (s != self->open_shard && !open_shard (self, s, cancellable, error))
+    return FALSE;
+  if (!g_output_stream_write_all (self->out, bytes, len, NULL, cancellable, error))
+    {
+      g_prefix_error (error, "%s: ", s->file_name);
+      return FALSE;
+    }
+  s->written += len;
+  return TRUE;
+}
+
+static gboolean
+smelt_merged16_finish (SmeltFormat   *format,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (format);
+  SmeltSource *source = smelt_format_get_source (format);
+  SmeltModel *model = smelt_source_get_model (source);
+  const char *tok_dir = smelt_source_get_tokenizer_dir (source);
+  const char * const *tok = smelt_source_get_tokenizer_files (source);
+
+  if (!close_shard (self, cancellable, error))
+    return FALSE;
+  /* shards whose tensors were all empty were never opened */
+  for (guint i = 0; i < self->shards->len; i++)
+    {
+      Shard *s = g_ptr_array_index (self->shards, i);
+
+      if (s->written == 0 && smelt_safetensors_layout_get_data_size (s->layout) == 0 &&
+          (!open_shard (self, s, cancellable, error) || !close_shard (self, cancellable, error)))
+        return FALSE;
+    }
+  if (self->shards->len > 1)
+    {
+      g_autoptr(GBytes) index = make_index (self, source);
+
+      if (!smelt_format_write_file (format, "model.safetensors.index.json", index, cancellable, error))
+        return FALSE;
+    }
+  if (!smelt_format_write_file (format, "config.json", self->config, cancellable, error))
+    return FALSE;
+  if (smelt_model_get_generation_config (model))
+    {
+      g_autofree char *p = g_build_filename (smelt_model_get_path (model), "generation_config.json", NULL);
+
+      if (!smelt_format_copy_file (format, p, "generation_config.json", cancellable, error))
+        return FALSE;
+    }
+  for (guint i = 0; tok[i]; i++)
+    {
+      g_autofree char *p = g_build_filename (tok_dir, tok[i], NULL);
+
+      if (!smelt_format_copy_file (format, p, tok[i], cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+smelt_merged16_class_init (SmeltMerged16Class *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  SmeltFormatClass *format_class = SMELT_FORMAT_CLASS (klass);
+
+  object_class->finalize = smelt_merged16_finalize;
+  object_class->get_property = smelt_merged16_get_property;
+  object_class->set_property = smelt_merged16_set_property;
+  format_class->plan = smelt_merged16_plan;
+  format_class->wants_rows = smelt_merged16_wants_rows;
+  format_class->encode_rows = smelt_merged16_encode_rows;
+  format_class->write_rows = smelt_merged16_write_rows;
+  format_class->finish = smelt_merged16_finish;
+
+  properties[PROP_DTYPE] =
+    g_param_spec_enum ("dtype", "DType",
+                       "bf16, fp16, or auto: the base's 16-bit type (bf16 for a float32 base)",
+                       smelt_merged16_dtype_get_type (), SMELT_MERGED16_DTYPE_AUTO,
+                       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  properties[PROP_MAX_SHARD_SIZE] =
+    g_param_spec_string ("max-shard-size", "MaxShardSize",
+                         "Largest shard, e.g. 5GB, 500MB, 2GiB (decimal units as transformers)",
+                         "5GB", G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+smelt_merged16_init (SmeltMerged16 *self)
+{
+  self->max_shard_size = g_strdup ("5GB");
+  self->shards = g_ptr_array_new_with_free_func (shard_free);
+  self->shard_of = g_hash_table_new (g_str_hash, g_str_equal);
+}
+
+static gboolean
+plugin_init (SmeltPlugin  *plugin,
+             GError      **error)
+{
+  return smelt_plugin_register_format (plugin, "merged16", SMELT_TYPE_MERGED16, error);
+}
+
+SMELT_PLUGIN_DEFINE ("merged16", "Merged 16-bit safetensors model, loadable by transformers",
+                     plugin_init, "0.1.0", "LGPL-2.1-or-later", "smelt")

@@ -1,0 +1,10 @@
+/* A module that never used SMELT_PLUGIN_DEFINE. */
+#include "fixture-common.h"
+
+__attribute__((visibility ("default"))) int no_entry_here (void);
+
+int
+no_entry_here (void)
+{
+  return fixture_format_get_type () != 0;
+}
