@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <ltdl.h>
 
 #include "smelt-private.h"
@@ -16,6 +17,27 @@ static GMutex loader_lock;
 static gboolean loader_ready;
 
 typedef const SmeltPluginDesc *(*DescFunc) (void);
+
+/* libltdl tries several loaders and reports only "file not found" when
+ * dlopen() fails; asking dlopen() directly gives the reason users need
+ * ("undefined symbol: foo", "wrong ELF class", ...). */
+static char *
+explain_failure (const char *path)
+{
+  void *h;
+  const char *why;
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return g_strdup ("no such file");
+  h = dlopen (path, RTLD_NOW | RTLD_LOCAL);
+  if (h != NULL)
+    {
+      dlclose (h);
+      return g_strdup (lt_dlerror ());
+    }
+  why = dlerror ();
+  return g_strdup (why ? why : "unknown error");
+}
 
 static gboolean
 ensure_ltdl (GError **error)
@@ -56,8 +78,10 @@ _smelt_plugin_loader_open (const char  *path,
   lt_dladvise_destroy (&advise);
   if (handle == NULL)
     {
+      g_autofree char *why = explain_failure (path);
+
       g_set_error (error, SMELT_PLUGIN_ERROR, SMELT_PLUGIN_ERROR_LOAD,
-                   "%s: cannot load module: %s", path, lt_dlerror ());
+                   "%s: cannot load module: %s", path, why);
       goto out;
     }
   get_desc = (DescFunc) lt_dlsym (handle, SMELT_PLUGIN_ENTRY_SYMBOL);

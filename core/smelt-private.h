@@ -152,7 +152,10 @@ G_BEGIN_DECLS
 /* ---- recipes (smelt-recipe.c) ---- */
 
 /* Creates and configures every destination and export of the recipe;
- * each format already has its destination set. */
+ * each format already has its destination set. Exported (but private)
+ * for the tests, which must use the shared library when they load
+ * plugins: plugins link it, and two copies of the GTypes cannot coexist. */
+SMELT_AVAILABLE_IN_ALL
 gboolean _smelt_recipe_instantiate (SmeltRecipe    *self,
                                     SmeltRegistry  *registry,
                                     GPtrArray     **formats,

@@ -748,6 +748,13 @@ update_config (Builder  *b,
   return TRUE;
 }
 
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (smelt_tensor_get_name (*(SmeltTensor **) a), smelt_tensor_get_name (*(SmeltTensor **) b));
+}
+
 static gboolean
 build_outputs (Builder  *b,
                GError  **error)
@@ -780,6 +787,10 @@ build_outputs (Builder  *b,
     }
   if (untie)
     add_output (self, build_tensor (b, "lm_head.weight", NULL, lm_edit));
+  /* Byte-wise name order: the order safetensors' save_file lays tensors
+   * out in, so a one-shard export matches transformers' file, and the
+   * order the base's own (save_file-written) shards are read fastest in. */
+  g_ptr_array_sort (self->tensors, compare_names);
   return update_config (b, untie, error);
 }
 

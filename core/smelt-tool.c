@@ -91,7 +91,9 @@ print_plan (SmeltExportJob *job,
   if (!done)
     {
       SmeltModel *model = smelt_source_get_model (source);
-      g_autofree char *params = g_strdup_printf ("%.2fB", smelt_model_get_n_parameters (model) / 1e9);
+      guint64 n = smelt_model_get_n_parameters (model);
+      g_autofree char *params = n >= 1000000000 ? g_strdup_printf ("%.2fB", n / 1e9)
+                                                : g_strdup_printf ("%.2fM", n / 1e6);
 
       printf ("Model   %s (%s, %s parameters, %u tensors)\n", smelt_model_get_path (model),
               smelt_model_get_architecture (model) ? smelt_model_get_architecture (model) : "?",

@@ -653,10 +653,13 @@ test_narrow_random (void)
 #endif
 }
 
-/* Lengths 0..70 at element offsets 0 and 1, with inputs allocated to the
- * exact size (so AddressSanitizer sees over-reads) and guard values around
- * the outputs (so any level's over-writes are caught). */
+/* Lengths 0..70, inputs at element offsets 0 and 1 and allocated to the
+ * exact size (so AddressSanitizer sees over-reads), outputs at every
+ * element offset from a 64-byte boundary (so the back ends' alignment
+ * heads all run) with guard values around them (so any level's
+ * over-writes are caught). */
 #define GUARD 16
+#define N_DST_OFFSETS 34
 
 static void
 test_tails (void)
@@ -664,80 +667,85 @@ test_tails (void)
   const gsize starts[] = { 0, 5, 37, 1000, 2999 };
   gsize n_mix;
   const float *mix = get_mix (&n_mix);
+  gsize dst_len = N_DST_OFFSETS + 70 + GUARD;
+  guint16 *dst16 = g_aligned_alloc (dst_len, sizeof (guint16), 64);
+  float *dst32 = g_aligned_alloc (dst_len, sizeof (float), 64);
+  guint16 ref16[70];
+  float ref32[70];
 
   for (guint l = 0; l < n_levels; l++)
     for (gsize off = 0; off < 2; off++)
       for (gsize len = 0; len <= 70; len++)
-        for (guint s = 0; s < G_N_ELEMENTS (starts); s++)
-          {
-            const float *in = mix + starts[s];
-            SmeltSimdLevel level = levels[l];
-            float *src32 = g_malloc ((off + len + 1) * sizeof (float));
-            guint16 *src16 = g_malloc ((off + len + 1) * sizeof (guint16));
-            guint16 *ref16 = g_new (guint16, len + 1);
-            float *ref32 = g_new (float, len + 1);
-            guint16 *dst16 = g_new (guint16, off + len + GUARD);
-            float *dst32 = g_new (float, off + len + GUARD);
-            gsize ov, ref_ov;
+        {
+          SmeltSimdLevel level = levels[l];
+          float *src32 = g_malloc ((off + len + 1) * sizeof (float));
+          guint16 *src16 = g_malloc ((off + len + 1) * sizeof (guint16));
 
-            g_assert_cmpuint (starts[s] + len, <=, n_mix);
-            memcpy (src32 + off, in, len * sizeof (float));
-            for (gsize i = 0; i < len; i++)
-              src16[off + i] = (guint16) (get_bits (&in[i]) >> (i % 2 ? 16 : 0));
+          for (gsize doff = 0; doff < N_DST_OFFSETS; doff++)
+            {
+              const float *in = mix + starts[(len + doff) % G_N_ELEMENTS (starts)];
+              gsize ov, ref_ov;
+
+              memcpy (src32 + off, in, len * sizeof (float));
+              for (gsize i = 0; i < len; i++)
+                src16[off + i] = (guint16) (get_bits (&in[i]) >> (i % 2 ? 16 : 0));
 
 #define FILL_GUARDS() G_STMT_START { \
-              memset (dst16, 0xA5, (off + len + GUARD) * sizeof (guint16)); \
-              memset (dst32, 0xA5, (off + len + GUARD) * sizeof (float)); \
-            } G_STMT_END
+                memset (dst16, 0xA5, dst_len * sizeof (guint16)); \
+                memset (dst32, 0xA5, dst_len * sizeof (float)); \
+              } G_STMT_END
 #define CHECK_GUARDS16() G_STMT_START { \
-              for (gsize g = 0; g < off; g++) g_assert_cmphex (dst16[g], ==, 0xA5A5); \
-              for (gsize g = off + len; g < off + len + GUARD; g++) g_assert_cmphex (dst16[g], ==, 0xA5A5); \
-            } G_STMT_END
+                for (gsize g = 0; g < doff; g++) \
+                  g_assert_cmphex (dst16[g], ==, 0xA5A5); \
+                for (gsize g = doff + len; g < dst_len; g++) \
+                  g_assert_cmphex (dst16[g], ==, 0xA5A5); \
+              } G_STMT_END
 #define CHECK_GUARDS32() G_STMT_START { \
-              for (gsize g = 0; g < off; g++) g_assert_cmphex (get_bits (&dst32[g]), ==, 0xA5A5A5A5); \
-              for (gsize g = off + len; g < off + len + GUARD; g++) g_assert_cmphex (get_bits (&dst32[g]), ==, 0xA5A5A5A5); \
-            } G_STMT_END
+                for (gsize g = 0; g < doff; g++) \
+                  g_assert_cmphex (get_bits (&dst32[g]), ==, 0xA5A5A5A5); \
+                for (gsize g = doff + len; g < dst_len; g++) \
+                  g_assert_cmphex (get_bits (&dst32[g]), ==, 0xA5A5A5A5); \
+              } G_STMT_END
 
-            /* F32 -> BF16 */
-            _smelt_convert_f32_to_bf16_at (SMELT_SIMD_PORTABLE, in, ref16, len);
-            FILL_GUARDS ();
-            _smelt_convert_f32_to_bf16_at (level, src32 + off, dst16 + off, len);
-            assert_same16 ("f32->bf16 tail", level, in, ref16, dst16 + off, len);
-            CHECK_GUARDS16 ();
+              /* F32 -> BF16 */
+              _smelt_convert_f32_to_bf16_at (SMELT_SIMD_PORTABLE, in, ref16, len);
+              FILL_GUARDS ();
+              _smelt_convert_f32_to_bf16_at (level, src32 + off, dst16 + doff, len);
+              assert_same16 ("f32->bf16 tail", level, in, ref16, dst16 + doff, len);
+              CHECK_GUARDS16 ();
 
-            /* F32 -> F16 and its overflow count */
-            ref_ov = _smelt_convert_f32_to_f16_at (SMELT_SIMD_PORTABLE, in, ref16, len);
-            FILL_GUARDS ();
-            ov = _smelt_convert_f32_to_f16_at (level, src32 + off, dst16 + off, len);
-            assert_same16 ("f32->f16 tail", level, in, ref16, dst16 + off, len);
-            CHECK_GUARDS16 ();
-            g_assert_cmpuint (ov, ==, ref_ov);
+              /* F32 -> F16 and its overflow count */
+              ref_ov = _smelt_convert_f32_to_f16_at (SMELT_SIMD_PORTABLE, in, ref16, len);
+              FILL_GUARDS ();
+              ov = _smelt_convert_f32_to_f16_at (level, src32 + off, dst16 + doff, len);
+              assert_same16 ("f32->f16 tail", level, in, ref16, dst16 + doff, len);
+              CHECK_GUARDS16 ();
+              g_assert_cmpuint (ov, ==, ref_ov);
 
-            /* F16 -> F32 */
-            _smelt_convert_f16_to_f32_at (SMELT_SIMD_PORTABLE, src16 + off, ref32, len);
-            FILL_GUARDS ();
-            _smelt_convert_f16_to_f32_at (level, src16 + off, dst32 + off, len);
-            assert_same32 ("f16->f32 tail", level, src16 + off, ref32, dst32 + off, len);
-            CHECK_GUARDS32 ();
+              /* F16 -> F32 */
+              _smelt_convert_f16_to_f32_at (SMELT_SIMD_PORTABLE, src16 + off, ref32, len);
+              FILL_GUARDS ();
+              _smelt_convert_f16_to_f32_at (level, src16 + off, dst32 + doff, len);
+              assert_same32 ("f16->f32 tail", level, src16 + off, ref32, dst32 + doff, len);
+              CHECK_GUARDS32 ();
 
-            /* BF16 -> F32 */
-            _smelt_convert_bf16_to_f32_at (SMELT_SIMD_PORTABLE, src16 + off, ref32, len);
-            FILL_GUARDS ();
-            _smelt_convert_bf16_to_f32_at (level, src16 + off, dst32 + off, len);
-            assert_same32 ("bf16->f32 tail", level, src16 + off, ref32, dst32 + off, len);
-            CHECK_GUARDS32 ();
+              /* BF16 -> F32 */
+              _smelt_convert_bf16_to_f32_at (SMELT_SIMD_PORTABLE, src16 + off, ref32, len);
+              FILL_GUARDS ();
+              _smelt_convert_bf16_to_f32_at (level, src16 + off, dst32 + doff, len);
+              assert_same32 ("bf16->f32 tail", level, src16 + off, ref32, dst32 + doff, len);
+              CHECK_GUARDS32 ();
 
 #undef FILL_GUARDS
 #undef CHECK_GUARDS16
 #undef CHECK_GUARDS32
+            }
+          g_free (src32);
+          g_free (src16);
+        }
 
-            g_free (src32);
-            g_free (src16);
-            g_free (ref16);
-            g_free (ref32);
-            g_free (dst16);
-            g_free (dst32);
-          }
+  g_aligned_free (dst16);
+  g_aligned_free (dst32);
 }
 
 static void

@@ -83,8 +83,10 @@ def cases():
         Case("lora-bias-bias-all", model=bias_model,
              adapters=[({"targets": attn4, "lora_bias": True, "bias": "all"}, None)]),
         Case("sharded", model={"shards": 3}, export={"MaxShardSize": "100KB"}),
-        Case("adapter-name-kept", adapters=[({"keep_adapter_name": True, "dora": True,
-                                              "embedding_lora": True}, None)]),
+        Case("adapter-name-kept", adapters=[
+            ({"keep_adapter_name": True, "dora": True, "seed": 31}, None),
+            ({"keep_adapter_name": True, "embedding_lora": True, "targets": ["q_proj"],
+              "seed": 32}, None)]),
         # --extended: behaviours formats.md describes that the brief did not list
         Case("resized-vocab-tied", model={"tie": True},
              adapters=[({"resize_vocab": 400}, None)], extended=True),
@@ -98,6 +100,8 @@ def cases():
         Case("dora-fan-in-fan-out", model={"arch": "gpt2"},
              adapters=[({"targets": ["c_attn", "c_fc"], "fan_in_fan_out": True,
                          "dora": True}, None)], extended=True),
+        Case("dora-embedding", adapters=[({"targets": ["q_proj", "v_proj"], "dora": True,
+                                           "embedding_lora": True}, None)], extended=True),
         Case("auto-dtype-fp16", model={"dtype": "fp16"}, export={"DType": "auto"},
              extended=True),
         Case("three-adapters-dora", adapters=[({"seed": 21}, 1.0),

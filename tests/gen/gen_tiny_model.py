@@ -289,21 +289,24 @@ def make_bpe_vocab(vocab_size, seed):
     b2u = bytes_to_unicode()
     for b in range(256):
         vocab[b2u[b]] = len(vocab)
-    # merge seeds: lowercase letters and the space marker
-    pieces = [b2u[c] for c in b"etaoinshrdlucmfwypvbgkjqxz"] + [b2u[ord(" ")]]
+    # merges: breadth-first "piece + seed character" over a seeded permutation
+    # of the lowercase letters and the space marker (fast, always unique)
     rng = np.random.Generator(np.random.PCG64(seed + 7919))
+    seeds = [b2u[c] for c in b"abcdefghijklmnopqrstuvwxyz "]
+    seeds = [seeds[i] for i in rng.permutation(len(seeds))]
     merges = []
     n_merges = vocab_size - fixed
+    level = seeds
     while len(merges) < n_merges:
-        pool = min(len(pieces), 64 + len(merges))
-        i, j = rng.integers(0, pool, size=2)
-        a, b = pieces[int(i)], pieces[int(j)]
-        tok = a + b
-        if tok in vocab or len(tok) > 16:
-            continue
-        vocab[tok] = len(vocab)
-        merges.append("%s %s" % (a, b))
-        pieces.append(tok)
+        nxt = []
+        for a in level:
+            for b in seeds:
+                if len(merges) == n_merges:
+                    break
+                vocab[a + b] = len(vocab)
+                merges.append("%s %s" % (a, b))
+                nxt.append(a + b)
+        level = nxt
     added = [(len(vocab) + k, t) for k, t in enumerate(ADDED_SPECIAL_TOKENS)]
     return vocab, merges, added
 
@@ -803,6 +806,14 @@ def generate_adapter(out, base, rank=8, alpha=16,
             tensors[key(m, named("lora_embedding_A"))] = (st_dtype, lora_normal([r, new_vocab]))
             tensors[key(m, named("lora_embedding_B"))] = (st_dtype,
                                                            lora_normal([weight_shape(m)[1], r]))
+            if dora:
+                # DoraEmbeddingLayer: one magnitude per embedding dimension
+                # (column norms of the [vocab, dim] weight)
+                w = weight_f32(m)
+                norm = np.sqrt((w.astype(np.float64) ** 2).sum(axis=0))
+                mag = norm * (1.0 + 0.05 * rng.standard_normal(norm.shape))
+                tensors[key(m, named("lora_magnitude_vector"))] = (st_dtype,
+                                                                    to_storage(mag, st_dtype))
             continue
         shape = weight_shape(m)
         if m == "lm_head":

@@ -1,4 +1,5 @@
 /* A plugin that claims a newer plugin ABI minor than the core has. */
+#define FIXTURE_TYPE_NAME "FixtureAbiTooNewFormat"
 #include "fixture-common.h"
 
 static gboolean

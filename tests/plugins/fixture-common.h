@@ -6,15 +6,8 @@
 
 #include <smelt/smelt.h>
 
-#define FIXTURE_TYPE_FORMAT (fixture_format_get_type ())
-G_DECLARE_FINAL_TYPE (FixtureFormat, fixture_format, FIXTURE, FORMAT, SmeltFormat)
-
-struct _FixtureFormat
-{
-  SmeltFormat parent_instance;
-};
-
-G_DEFINE_FINAL_TYPE (FixtureFormat, fixture_format, SMELT_TYPE_FORMAT)
+/* Each fixture registers its own type name (FIXTURE_TYPE_NAME), so that
+ * several fixtures can be loaded into one process. */
 
 static gboolean
 fixture_format_plan (SmeltFormat  *format,
@@ -25,12 +18,23 @@ fixture_format_plan (SmeltFormat  *format,
 }
 
 static void
-fixture_format_class_init (FixtureFormatClass *klass)
+fixture_format_class_init (gpointer klass,
+                           gpointer data)
 {
   SMELT_FORMAT_CLASS (klass)->plan = fixture_format_plan;
 }
 
-static void
-fixture_format_init (FixtureFormat *self)
+static GType
+fixture_format_get_type (void)
 {
+  static gsize type;
+
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_type_register_static_simple (SMELT_TYPE_FORMAT, FIXTURE_TYPE_NAME,
+                                                             sizeof (SmeltFormatClass),
+                                                             fixture_format_class_init,
+                                                             sizeof (SmeltFormat), NULL, 0));
+  return type;
 }
+
+#define FIXTURE_TYPE_FORMAT (fixture_format_get_type ())

@@ -1,4 +1,5 @@
 /* A plugin that loads: the loader must go on past the broken ones. */
+#define FIXTURE_TYPE_NAME "FixtureGoodFixtureFormat"
 #include "fixture-common.h"
 
 static gboolean

@@ -1,4 +1,5 @@
 /* A plugin whose init function fails. */
+#define FIXTURE_TYPE_NAME "FixtureInitFailsFormat"
 #include "fixture-common.h"
 
 static gboolean

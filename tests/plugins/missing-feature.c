@@ -1,4 +1,5 @@
 /* A plugin whose .plugin file declares a feature init never registers. */
+#define FIXTURE_TYPE_NAME "FixtureMissingFeatureFormat"
 #include "fixture-common.h"
 
 static gboolean

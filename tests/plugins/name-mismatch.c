@@ -1,4 +1,5 @@
 /* A module whose descriptor disagrees with its .plugin file's Name. */
+#define FIXTURE_TYPE_NAME "FixtureNameMismatchFormat"
 #include "fixture-common.h"
 
 static gboolean

@@ -1,5 +1,6 @@
 /* A plugin calling a function nothing defines. It is linked without
  * -z defs on purpose; loading with immediate binding must fail cleanly. */
+#define FIXTURE_TYPE_NAME "FixtureUnresolvedSymbolFormat"
 #include "fixture-common.h"
 
 extern int smelt_fixture_function_that_does_not_exist (void);

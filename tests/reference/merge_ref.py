@@ -22,7 +22,9 @@ Semantics implemented (what smelt is expected to do):
 * DoRA (Linear): W_eff = W + delta; norm = ||W_eff|| per output row (fp32);
   W' = (m / norm)[:, None] * W_eff (for fan_in_fan_out done in [out, in]
   orientation).  The "W" is the running merged weight (previous adapters
-  included).
+  included).  DoRA on an embedding (PEFT DoraEmbeddingLayer, magnitude
+  [dim]): norm over the vocabulary per embedding dimension,
+  W' = W_eff * (m / norm)[None, :].
 * lora_B.bias: bias' = bias + lora_B.bias * factor.
 * Full tensors saved in the adapter (bias="all"/"lora_only" biases,
   modules_to_save copies, saved/resized embedding matrices) replace the base
@@ -343,9 +345,14 @@ def reference_merge(model_dir, adapters):
                 B = parts["EB"].to(torch.float32)
                 factor = lora_factor(module, A.shape[0], acfg, weight)
                 delta = torch.matmul(B, A).t() * factor
+                w_eff = W[wname] + delta                  # [vocab, dim]
                 if "M" in parts:
-                    raise NotImplementedError("DoRA on embeddings")
-                W[wname] = W[wname] + delta
+                    # DoraEmbeddingLayer: norm per embedding dimension (over
+                    # the vocabulary), factor applied per column
+                    m = parts["M"].to(torch.float32)
+                    norm = torch.linalg.norm(w_eff, dim=0)
+                    w_eff = w_eff * (m / norm)[None, :]
+                W[wname] = w_eff
                 continue
             A = parts["A"].to(torch.float32)
             B = parts["B"].to(torch.float32)
