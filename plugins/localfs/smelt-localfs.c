@@ -30,6 +30,7 @@ struct _SmeltLocalfs
 
   char      *path;
   gboolean   overwrite;
+  gboolean   fsync;
   GPtrArray *entries;       /* Entry */
   GPtrArray *created_dirs;  /* char*, in creation order */
   gboolean   committed;
@@ -39,6 +40,7 @@ enum {
   PROP_0,
   PROP_PATH,
   PROP_OVERWRITE,
+  PROP_FSYNC,
   N_PROPS
 };
 
@@ -85,6 +87,9 @@ smelt_localfs_get_property (GObject    *object,
     case PROP_OVERWRITE:
       g_value_set_boolean (value, self->overwrite);
       break;
+    case PROP_FSYNC:
+      g_value_set_boolean (value, self->fsync);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -106,6 +111,9 @@ smelt_localfs_set_property (GObject      *object,
       break;
     case PROP_OVERWRITE:
       self->overwrite = g_value_get_boolean (value);
+      break;
+    case PROP_FSYNC:
+      self->fsync = g_value_get_boolean (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -258,7 +266,7 @@ smelt_localfs_commit (SmeltDestination *dest,
       Entry *e = g_ptr_array_index (self->entries, i);
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
-          !sync_path (e->partial, O_RDONLY, error))
+          (self->fsync && !sync_path (e->partial, O_RDONLY, error)))
         return FALSE;
     }
   for (guint i = 0; i < self->entries->len; i++)
@@ -275,7 +283,7 @@ smelt_localfs_commit (SmeltDestination *dest,
       g_clear_pointer (&e->partial, g_free);
     }
   self->committed = TRUE;
-  return sync_path (self->path, O_RDONLY | O_DIRECTORY, error);
+  return !self->fsync || sync_path (self->path, O_RDONLY | O_DIRECTORY, error);
 }
 
 static void
@@ -327,12 +335,19 @@ smelt_localfs_class_init (SmeltLocalfsClass *klass)
                           "Write into a directory that already holds files, replacing "
                           "the ones the export writes",
                           FALSE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  properties[PROP_FSYNC] =
+    g_param_spec_boolean ("fsync", "Fsync",
+                          "Flush every file to disk before renaming it into place, so a "
+                          "crash cannot leave a complete-looking but empty file; false "
+                          "leaves flushing to the kernel (faster, like cp)",
+                          TRUE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
 static void
 smelt_localfs_init (SmeltLocalfs *self)
 {
+  self->fsync = TRUE;
   self->entries = g_ptr_array_new_with_free_func (entry_free);
   self->created_dirs = g_ptr_array_new_with_free_func (g_free);
 }
