@@ -649,13 +649,10 @@ work_block (gpointer data,
   Block *b = data;
   SmeltExportJob *self = user_data;
   guint64 n = b->n_rows * smelt_tensor_get_row_length (b->tensor);
-  float *rows = g_try_new (float, MAX (n, 1));
+  float *rows = _smelt_scratch_get (SMELT_SCRATCH_ROWS, MAX (n, 1) * sizeof (float));
   GError *error = NULL;
 
-  if (rows == NULL)
-    g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NO_SPACE, "out of memory for a block of %s",
-                 smelt_tensor_get_name (b->tensor));
-  else if (smelt_tensor_read_rows (b->tensor, b->first_row, b->n_rows, SMELT_DTYPE_F32, rows, &error))
+  if (smelt_tensor_read_rows (b->tensor, b->first_row, b->n_rows, SMELT_DTYPE_F32, rows, &error))
     for (guint f = 0; f < self->n_formats && error == NULL; f++)
       if (b->wants[f] == SMELT_ROWS_F32)
         {
@@ -666,7 +663,6 @@ work_block (gpointer data,
                                          rows, b->encoded[f], &error))
             g_prefix_error (&error, "export “%s”: ", smelt_format_get_name (format));
         }
-  g_free (rows);
 
   g_mutex_lock (&self->lock);
   b->error = error;

@@ -287,7 +287,7 @@ compute_rows (SmeltMergedTensor *self,
               GError           **error)
 {
   guint64 row_len = smelt_tensor_get_row_length (SMELT_TENSOR (self));
-  g_autofree float *delta = NULL;
+  float *delta = NULL;
 
   if (!smelt_tensor_read_rows (self->base, first, n_rows, SMELT_DTYPE_F32, dest, error))
     return FALSE;
@@ -302,7 +302,7 @@ compute_rows (SmeltMergedTensor *self,
           !term_ensure_col_norms (self, k, error))
         return FALSE;
       if (delta == NULL)
-        delta = g_new (float, n_rows * row_len);
+        delta = _smelt_scratch_get (SMELT_SCRATCH_DELTA, n_rows * row_len * sizeof (float));
       term_delta (t, first, n_rows, row_len, delta);
       add_scaled (dest, delta, t->term.factor, n_rows * row_len);
       if (t->term.magnitude && t->term.layout == SMELT_LORA_LINEAR)
@@ -345,12 +345,11 @@ smelt_merged_tensor_read_rows (SmeltTensor *tensor,
   SmeltMergedTensor *self = SMELT_MERGED_TENSOR (tensor);
   guint64 row_len = smelt_tensor_get_row_length (tensor);
   gsize n = n_rows * row_len;
-  g_autofree float *tmp = NULL;
   float *out = dest;
   gssize bad;
 
   if (want != SMELT_DTYPE_F32)
-    out = tmp = g_new (float, MAX (n, 1));
+    out = _smelt_scratch_get (SMELT_SCRATCH_CONVERT, MAX (n, 1) * sizeof (float));
 
   if (!compute_rows (self, self->terms->len, first_row, n_rows, out, error) ||
       !add_biases (self, out, n, error))

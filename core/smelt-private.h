@@ -163,3 +163,22 @@ gboolean _smelt_recipe_instantiate (SmeltRecipe    *self,
                                     GError        **error);
 
 G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* ---- per-thread scratch memory (smelt-utils-private.c) ----
+ * Workers reuse these buffers block after block instead of faulting in
+ * fresh pages for every 4 MiB block. @slot tells buffers of one thread
+ * apart. The memory is valid until the same thread asks for the same slot
+ * again. */
+typedef enum {
+  SMELT_SCRATCH_ROWS,
+  SMELT_SCRATCH_DELTA,
+  SMELT_SCRATCH_CONVERT,
+  SMELT_SCRATCH_N_SLOTS
+} SmeltScratchSlot;
+
+gpointer _smelt_scratch_get (SmeltScratchSlot slot,
+                             gsize            size);
+
+G_END_DECLS

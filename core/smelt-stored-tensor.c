@@ -5,12 +5,14 @@
 #include "config.h"
 
 #include <string.h>
-#include <unistd.h>
-#ifdef G_OS_UNIX
-# include <sys/mman.h>
-#endif
 
 #include "smelt-private.h"
+
+/* After smelt-private.h, which brings in G_OS_UNIX. */
+#ifdef G_OS_UNIX
+# include <sys/mman.h>
+# include <unistd.h>
+#endif
 
 /* SmeltStoredTensor:
  *
