@@ -14,6 +14,19 @@ RNE-rounded otherwise; the header is laid out as safetensors.torch.save_file
 lays it out; tokenizer files are copied from the base model.
 """
 
+import importlib
+
+try:  # numpy/torch live in Debian's /usr/bin/python3 only
+    importlib.import_module('numpy')
+    importlib.import_module('torch')
+except ImportError:  # e.g. a pyenv python3 first in PATH: use Debian's
+    import os as _os
+    import sys as _sys
+    if _os.path.realpath(_sys.executable) != _os.path.realpath("/usr/bin/python3") \
+            and _os.access("/usr/bin/python3", _os.X_OK):
+        _os.execv("/usr/bin/python3", ["/usr/bin/python3"] + _sys.argv)
+    raise
+
 import argparse
 import json
 import os

@@ -12,6 +12,19 @@ unset and the binary sits in a build tree (BUILD/core/smelt), the plugin
 folders under BUILD/plugins are used.
 """
 
+import importlib
+
+try:  # numpy/torch live in Debian's /usr/bin/python3 only
+    importlib.import_module('numpy')
+    importlib.import_module('torch')
+except ImportError:  # e.g. a pyenv python3 first in PATH: use Debian's
+    import os as _os
+    import sys as _sys
+    if _os.path.realpath(_sys.executable) != _os.path.realpath("/usr/bin/python3") \
+            and _os.access("/usr/bin/python3", _os.X_OK):
+        _os.execv("/usr/bin/python3", ["/usr/bin/python3"] + _sys.argv)
+    raise
+
 import argparse
 import glob
 import os
@@ -38,8 +51,10 @@ class Case:
     export: extra keys of the merged16 export (DType defaults to bf16)
     """
 
-    def __init__(self, name, model=None, adapters=None, export=None, extended=False):
+    def __init__(self, name, model=None, adapters=None, export=None, extended=False,
+                 expect_fail=False):
         self.name = name
+        self.expect_fail = expect_fail
         self.model = dict(model or {})
         self.adapters = adapters or [({}, None)]
         self.export = {"DType": "bf16"}
@@ -108,6 +123,16 @@ def cases():
                                               ({"seed": 22, "dora": True}, 0.25),
                                               ({"seed": 23, "bias": "none"}, -1.0)],
              extended=True),
+        # adapters smelt must refuse (non-zero exit, nothing committed)
+        Case("refuse-peft-type", adapters=[({"peft_type": "ADALORA"}, None)],
+             extended=True, expect_fail=True),
+        Case("refuse-pissa", adapters=[({"init_lora_weights": "pissa"}, None)],
+             extended=True, expect_fail=True),
+        Case("refuse-layer-replication", adapters=[({"layer_replication": True}, None)],
+             extended=True, expect_fail=True),
+        Case("refuse-lora-bias-without-base-bias",
+             adapters=[({"targets": ["q_proj"], "lora_bias": True}, None)],
+             extended=True, expect_fail=True),
     ]
 
 
@@ -156,6 +181,14 @@ def run_case(case, smelt, workdir):
                               timeout=120)
     except subprocess.TimeoutExpired:
         return False, "smelt timed out: %s" % " ".join(cmd)
+    if case.expect_fail:
+        written = os.listdir(out) if os.path.isdir(out) else []
+        if proc.returncode == 0:
+            return False, "smelt accepted an adapter it must refuse"
+        if any(f.endswith(".safetensors") for f in written):
+            return False, "smelt refused (exit %d) but left %s" % (proc.returncode, written)
+        msg = (proc.stderr.strip().splitlines() or [""])[-1]
+        return True, "refused, exit %d: %s" % (proc.returncode, msg[:120])
     if proc.returncode != 0:
         return False, "smelt exited %d: %s\n%s%s" % (proc.returncode, " ".join(cmd),
                                                      proc.stdout, proc.stderr)

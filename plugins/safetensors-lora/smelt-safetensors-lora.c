@@ -150,11 +150,14 @@ peft_key (const char *key)
           continue;
         }
       g_string_append_printf (out, ".%s", comps[i]);
-      /* after a LoRA part, whatever is not weight/bias is an adapter name */
+      /* after a LoRA part, whatever is not weight/bias is an adapter name;
+       * PEFT saves the DoRA magnitude without ".weight" */
       if (g_strv_contains (lora_parts, comps[i]))
         {
+          gboolean magnitude = g_str_equal (comps[i], "lora_magnitude_vector");
+
           for (i++; comps[i]; i++)
-            if (g_str_equal (comps[i], "weight") || g_str_equal (comps[i], "bias"))
+            if (!magnitude && (g_str_equal (comps[i], "weight") || g_str_equal (comps[i], "bias")))
               g_string_append_printf (out, ".%s", comps[i]);
           break;
         }

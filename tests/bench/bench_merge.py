@@ -13,12 +13,26 @@ in the workdir.  Then, one after another, each as a child process:
   (b) tests/bench/peer_torch_merge.py (what PEFT merge_and_unload +
       save_pretrained do; torch fp32 merge, 2 threads)
   (c) a plain copy of the base shards (shutil.copyfile)
+  and, for information, the same copy followed by fsync of each file (smelt's
+  localfs destination fsyncs at commit; a plain copy and save_pretrained do not)
 
 Each is run --runs times (best wall time; peak RSS = max ru_maxrss of the
 child over the runs) with a warm page cache.  Prints a table and the target
 ratios (PASS/MISS); exits 0 whatever the numbers.  --tiny runs the same
 pipeline on a tiny model in a few seconds (smoke test).
 """
+
+import importlib
+
+try:  # numpy/torch live in Debian's /usr/bin/python3 only
+    importlib.import_module('numpy')
+except ImportError:  # e.g. a pyenv python3 first in PATH: use Debian's
+    import os as _os
+    import sys as _sys
+    if _os.path.realpath(_sys.executable) != _os.path.realpath("/usr/bin/python3") \
+            and _os.access("/usr/bin/python3", _os.X_OK):
+        _os.execv("/usr/bin/python3", ["/usr/bin/python3"] + _sys.argv)
+    raise
 
 import argparse
 import json
@@ -160,6 +174,30 @@ def output_signature(out):
     return sorted(names), total
 
 
+def sample_agreement(out_a, out_b, names):
+    """Compare a few bf16 tensors of two model outputs: (elements, identical,
+    max ulp distance)."""
+    import numpy as np
+    fa, fb = gen.ModelFiles(out_a), gen.ModelFiles(out_b)
+    total = same = max_ulp = 0
+    for name in names:
+        if name not in fa.tensors or name not in fb.tensors:
+            continue
+        a = gen.read_safetensors(fa.tensors[name][0], {name})[name][1]
+        b = gen.read_safetensors(fb.tensors[name][0], {name})[name][1]
+        if a.shape != b.shape:
+            return total, same, -1
+        ia = a.view(np.int16).astype(np.int64)
+        ib = b.view(np.int16).astype(np.int64)
+        ia = np.where(ia < 0, -(ia & 0x7FFF), ia)
+        ib = np.where(ib < 0, -(ib & 0x7FFF), ib)
+        d = np.abs(ia - ib)
+        total += d.size
+        same += int((d == 0).sum())
+        max_ulp = max(max_ulp, int(d.max()))
+    return total, same, max_ulp
+
+
 def main(argv=None):
     """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -180,7 +218,7 @@ def main(argv=None):
     runs_dir = os.path.join(workdir, "runs")
     shutil.rmtree(runs_dir, ignore_errors=True)
     os.makedirs(runs_dir)
-    outs = {k: os.path.join(runs_dir, k) for k in ("smelt", "torch", "copy")}
+    outs = {k: os.path.join(runs_dir, k) for k in ("smelt", "torch", "copy", "copy+fsync")}
 
     smelt = os.path.abspath(args.smelt)
     have_smelt = os.access(smelt, os.X_OK)
@@ -200,6 +238,17 @@ def main(argv=None):
                   "for s in sys.argv[2:]:\n"
                   "    shutil.copyfile(s, os.path.join(sys.argv[1], os.path.basename(s)))\n",
                   outs["copy"]] + shards, None),
+        # information only: smelt's localfs fsyncs its files at commit, a
+        # plain copy (and save_pretrained) does not
+        ("copy+fsync", [py, "-c", "import os, shutil, sys\n"
+                        "os.makedirs(sys.argv[1], exist_ok=True)\n"
+                        "for s in sys.argv[2:]:\n"
+                        "    d = os.path.join(sys.argv[1], os.path.basename(s))\n"
+                        "    shutil.copyfile(s, d)\n"
+                        "    fd = os.open(d, os.O_RDONLY)\n"
+                        "    os.fsync(fd)\n"
+                        "    os.close(fd)\n",
+                        outs["copy+fsync"]] + shards, None),
     ]
     n_params = sum(int(math.prod(v[2]))
                    for v in gen.ModelFiles(model).tensors.values())
@@ -229,13 +278,13 @@ def main(argv=None):
         results[name] = (best, rss, dir_bytes(outs[name]) / 1e9)
 
     print()
-    print("%-8s %10s %14s %10s" % ("tool", "seconds", "peak RSS MiB", "output GB"))
-    for name in ("smelt", "torch", "copy"):
+    print("%-11s %10s %14s %10s" % ("tool", "seconds", "peak RSS MiB", "output GB"))
+    for name in ("smelt", "torch", "copy", "copy+fsync"):
         if name in results:
             s, r, g = results[name]
-            print("%-8s %10.2f %14.1f %10.3f" % (name, s, r, g))
+            print("%-11s %10.2f %14.1f %10.3f" % (name, s, r, g))
         else:
-            print("%-8s %10s %14s %10s" % (name, "-", "-", "-"))
+            print("%-11s %10s %14s %10s" % (name, "-", "-", "-"))
     print()
 
     def verdict(ok):
@@ -248,6 +297,9 @@ def main(argv=None):
         ratio = results["smelt"][0] / results["copy"][0]
         print("smelt/copy time   %6.2f  (target <= %.0f)  %s"
               % (ratio, TARGET_SMELT_OVER_COPY, verdict(ratio <= TARGET_SMELT_OVER_COPY)))
+    if "smelt" in results and "copy+fsync" in results:
+        print("smelt/(copy+fsync) %5.2f  (information: smelt's localfs fsyncs at commit)"
+              % (results["smelt"][0] / results["copy+fsync"][0]))
     if "smelt" in results:
         rss = results["smelt"][1]
         print("smelt peak RSS    %6.0f MiB (target < %.0f)  %s"
@@ -256,7 +308,13 @@ def main(argv=None):
             if output_signature(outs["smelt"]) != output_signature(outs["torch"]):
                 print("note: smelt and torch outputs differ in tensor names or sizes")
             else:
-                print("smelt and torch outputs have the same tensors and sizes")
+                last = params["layers"] - 1
+                n, same, ulp = sample_agreement(outs["smelt"], outs["torch"], [
+                    "model.layers.0.self_attn.q_proj.weight",
+                    "model.layers.%d.mlp.down_proj.weight" % last,
+                    "model.embed_tokens.weight"])
+                print("smelt vs torch output: same tensors and sizes; sampled %d elements "
+                      "of 3 tensors: %d identical, max %d ulp" % (n, same, ulp))
     if args.tiny:
         print("(--tiny: a smoke test; ratios on a tiny model mean nothing)")
     if not args.keep:

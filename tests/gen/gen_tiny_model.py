@@ -20,9 +20,22 @@ Subcommands:
   recipe OUT.smelt --model DIR [--adapter DIR]... [--weights 1.0,0.5]
         --export NAME:FORMAT:DEST_DIR[:Key=Val,...]...
   demo OUT_DIR
+  selftest
 
 Run with /usr/bin/python3 (Debian's python3-numpy).
 """
+
+import importlib
+
+try:  # numpy/torch live in Debian's /usr/bin/python3 only
+    importlib.import_module('numpy')
+except ImportError:  # e.g. a pyenv python3 first in PATH: use Debian's
+    import os as _os
+    import sys as _sys
+    if _os.path.realpath(_sys.executable) != _os.path.realpath("/usr/bin/python3") \
+            and _os.access("/usr/bin/python3", _os.X_OK):
+        _os.execv("/usr/bin/python3", ["/usr/bin/python3"] + _sys.argv)
+    raise
 
 import argparse
 import json
@@ -943,6 +956,41 @@ def generate_demo(out):
                      rank=8, alpha=16, seed=1, base_name="smelt-demo/tiny-llama")
 
 
+def selftest():
+    """Determinism, write/read round trip and RNE checks (no smelt needed)."""
+    import filecmp
+    import tempfile
+    # RNE: ties to even, carries into the exponent, NaN stays NaN
+    x = np.array([1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, 1.0 + 2.0 ** -8 + 2.0 ** -20,
+                  -2.0 ** -130, np.inf, np.nan, 3.4028235e38], dtype=np.float32)
+    want = [0x3F80, 0x3F82, 0x3F81, 0x8008, 0x7F80, 0x7FC0, 0x7F80]
+    got = f32_to_bf16_bits(x).tolist()
+    assert got == want, [hex(v) for v in got]
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
+        generate_demo(a)
+        generate_demo(b)
+        for sub in ("model", "adapter"):
+            names = sorted(os.listdir(os.path.join(a, sub)))
+            match, mismatch, errors = filecmp.cmpfiles(os.path.join(a, sub),
+                                                       os.path.join(b, sub), names,
+                                                       shallow=False)
+            assert not mismatch and not errors, (mismatch, errors)
+        mf = ModelFiles(os.path.join(a, "model"))
+        spec = argparse.Namespace(arch="llama", layers=2, hidden=64, intermediate=160,
+                                  heads=4, kv_heads=2, vocab=384, tie=False,
+                                  attention_bias=False)
+        for name, shape, _ in model_tensor_specs(spec):
+            assert mf.shape(name) == shape, name
+        with open(os.path.join(a, "model", "model.safetensors.index.json")) as f:
+            index = json.load(f)
+        total = sum(int(np.prod(mf.shape(n))) * 2 for n in mf.tensors)
+        assert index["metadata"]["total_size"] == total
+        tok = json.load(open(os.path.join(a, "model", "tokenizer.json")))
+        assert len(tok["model"]["vocab"]) + 2 == 384
+    print("gen_tiny_model self-test ok")
+
+
 def main(argv=None):
     """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1005,6 +1053,8 @@ def main(argv=None):
     d = sub.add_parser("demo", help="write the bundled demo model and adapter")
     d.add_argument("out")
 
+    sub.add_parser("selftest", help="check determinism and rounding")
+
     args = p.parse_args(argv)
     if args.cmd == "model":
         generate_model(args.out, arch=args.arch, dtype=args.dtype, layers=args.layers,
@@ -1035,6 +1085,8 @@ def main(argv=None):
                      [parse_export(e) for e in args.export], name=args.name)
     elif args.cmd == "demo":
         generate_demo(args.out)
+    elif args.cmd == "selftest":
+        selftest()
     return 0
 
 

@@ -45,6 +45,18 @@ Run directly for a self-test on generated data:
     /usr/bin/python3 tests/reference/merge_ref.py --selftest
 """
 
+import importlib
+
+try:  # numpy/torch live in Debian's /usr/bin/python3 only
+    importlib.import_module('torch')
+except ImportError:  # e.g. a pyenv python3 first in PATH: use Debian's
+    import os as _os
+    import sys as _sys
+    if _os.path.realpath(_sys.executable) != _os.path.realpath("/usr/bin/python3") \
+            and _os.access("/usr/bin/python3", _os.X_OK):
+        _os.execv("/usr/bin/python3", ["/usr/bin/python3"] + _sys.argv)
+    raise
+
 import json
 import math
 import os
