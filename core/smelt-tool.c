@@ -310,19 +310,28 @@ cmd_export (int    argc,
       return SMELT_EXIT_USAGE;
     }
 
+  /* absolute paths, so that a printed recipe works from anywhere */
+  {
+    g_autofree char *abs = g_canonicalize_filename (model, NULL);
+    smelt_recipe_set_model (recipe, abs);
+  }
   smelt_recipe_set_name (recipe, "export");
-  smelt_recipe_set_model (recipe, model);
   for (guint i = 0; adapters && adapters[i]; i++)
     {
       char *end = NULL;
       double w = weights ? g_ascii_strtod (weights[i], &end) : 1.0;
 
+      g_autofree char *abs = g_canonicalize_filename (adapters[i], NULL);
+
       if (weights && (*end != '\0' || end == weights[i]))
         return usage_error (ctx, "--weight “%s” is not a number", weights[i]);
-      smelt_recipe_add_adapter (recipe, adapters[i], w);
+      smelt_recipe_add_adapter (recipe, abs, w);
     }
   smelt_recipe_add_destination (recipe, "out", "localfs");
-  smelt_recipe_set_option (recipe, "out", "Path", to, NULL);
+  {
+    g_autofree char *abs = g_canonicalize_filename (to, NULL);
+    smelt_recipe_set_option (recipe, "out", "Path", abs, NULL);
+  }
   if (overwrite)
     smelt_recipe_set_option (recipe, "out", "Overwrite", "true", NULL);
   smelt_recipe_add_export (recipe, "export", format, "out");
