@@ -366,6 +366,14 @@ smelt_adapter_new_for_path (const char  *path,
   self->file = smelt_safetensors_file_new (weights, error);
   if (self->file == NULL)
     return NULL;
+  /* merging it would be a silent no-op: the failure users hit most */
+  if (smelt_safetensors_file_get_n_tensors (self->file) == 0)
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                   "%s: holds no tensors; the adapter was saved empty (was the "
+                   "model wrapped with get_peft_model before training?)", weights);
+      return NULL;
+    }
   self->tokenizer_files = _smelt_find_tokenizer_files (self->path);
   return g_steal_pointer (&self);
 }

@@ -255,3 +255,24 @@ smelt_destination_get_name (SmeltDestination *self)
   priv = smelt_destination_get_instance_private (self);
   return priv->name;
 }
+
+/**
+ * smelt_destination_check_options:
+ * @self: a #SmeltDestination
+ * @error: return location for a #GError
+ *
+ * Checks the option values before anything is opened. Recipes call this
+ * after setting the options, so that `smelt validate` reports bad values.
+ *
+ * Returns: %TRUE if the options are usable
+ */
+gboolean
+smelt_destination_check_options (SmeltDestination *self,
+                                 GError          **error)
+{
+  SmeltDestinationClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), FALSE);
+  klass = SMELT_DESTINATION_GET_CLASS (self);
+  return klass->check_options ? klass->check_options (self, error) : TRUE;
+}

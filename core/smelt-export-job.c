@@ -492,6 +492,41 @@ compute_total (SmeltExportJob *self)
   return total;
 }
 
+/* Exports sharing a destination must not plan the same file (merged16 and
+ * safetensors-lora both copy tokenizer.json, for instance). */
+static gboolean
+check_collisions (SmeltExportJob  *self,
+                  GError         **error)
+{
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  for (guint i = 0; i < self->formats->len; i++)
+    {
+      SmeltFormat *f = g_ptr_array_index (self->formats, i);
+      GPtrArray *files = smelt_format_get_planned_files (f);
+      SmeltDestination *d = smelt_format_get_destination (f);
+
+      for (guint j = 0; j < files->len; j++)
+        {
+          SmeltPlannedFile *pf = g_ptr_array_index (files, j);
+          char *key = g_strdup_printf ("%p/%s", (void *) d, pf->path);
+          SmeltFormat *other = g_hash_table_lookup (seen, key);
+
+          if (other != NULL)
+            {
+              g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_CONFLICT,
+                           "exports “%s” and “%s” both write %s into destination “%s”; "
+                           "give them different destinations", smelt_format_get_name (other),
+                           smelt_format_get_name (f), pf->path, smelt_destination_get_name (d));
+              g_free (key);
+              return FALSE;
+            }
+          g_hash_table_insert (seen, key, f);
+        }
+    }
+  return TRUE;
+}
+
 /**
  * smelt_export_job_prepare:
  * @self: a #SmeltExportJob
@@ -532,6 +567,8 @@ smelt_export_job_prepare (SmeltExportJob  *self,
           return FALSE;
         }
     }
+  if (!check_collisions (self, error))
+    return FALSE;
   self->plan_total = compute_total (self);
   self->n_formats = self->formats->len;
   self->prepared = TRUE;

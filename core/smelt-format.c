@@ -471,3 +471,24 @@ smelt_format_copy_file (SmeltFormat  *self,
                                  G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
                                  cancellable, error) >= 0;
 }
+
+/**
+ * smelt_format_check_options:
+ * @self: a #SmeltFormat
+ * @error: return location for a #GError
+ *
+ * Checks the option values, without a model. Recipes call this after
+ * setting the options, so that `smelt validate` reports bad values.
+ *
+ * Returns: %TRUE if the options are usable
+ */
+gboolean
+smelt_format_check_options (SmeltFormat  *self,
+                            GError      **error)
+{
+  SmeltFormatClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  klass = SMELT_FORMAT_GET_CLASS (self);
+  return klass->check_options ? klass->check_options (self, error) : TRUE;
+}

@@ -119,6 +119,13 @@ _smelt_natural_compare (const char *a,
   return (guchar) *a - (guchar) *b;
 }
 
+int
+_smelt_compare_strv_items (gconstpointer a,
+                           gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
 static int
 compare_tensors (gconstpointer a,
                  gconstpointer b)
@@ -234,7 +241,7 @@ load_sharded (SmeltModel  *self,
                    "%s: weight_map is empty", index_path);
       return FALSE;
     }
-  g_ptr_array_sort (files, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (files, _smelt_compare_strv_items);
   for (guint i = 0; i < files->len; i++)
     if (!add_shard (self, g_ptr_array_index (files, i), listed, error))
       return FALSE;

@@ -51,6 +51,8 @@ SmeltTensor *_smelt_stored_tensor_new_alias (SmeltStoredTensor *self,
                                              const char        *name);
 
 int   _smelt_natural_compare      (const char *a, const char *b);
+/* For g_ptr_array_sort() of arrays of strings (it passes char **). */
+int   _smelt_compare_strv_items   (gconstpointer a, gconstpointer b);
 GStrv _smelt_find_tokenizer_files (const char *dir);
 
 guint _smelt_adapter_get_expected_rank (SmeltAdapter *self, const char *module);

@@ -996,6 +996,13 @@ make_destination (SmeltRecipe    *self,
   g_object_set (dest, "name", name, NULL);
   if (!configure (self, G_OBJECT (dest), group, destination_reserved, error))
     return NULL;
+  if (!smelt_destination_check_options (dest, &local))
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "%s: [%s] %s", where (self), group, local->message);
+      g_error_free (local);
+      return NULL;
+    }
   return g_steal_pointer (&dest);
 }
 
@@ -1031,6 +1038,13 @@ make_format (SmeltRecipe    *self,
   g_object_set (format, "name", name, NULL);
   if (!configure (self, G_OBJECT (format), group, export_reserved, error))
     return NULL;
+  if (!smelt_format_check_options (format, &local))
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "%s: [%s] %s", where (self), group, local->message);
+      g_error_free (local);
+      return NULL;
+    }
 
   for (guint i = 0; i < destinations->len; i++)
     {
@@ -1046,6 +1060,35 @@ make_format (SmeltRecipe    *self,
                "%s: [%s] Destination=%s: the recipe has no [Destination %s]",
                where (self), group, dest_name, dest_name);
   return NULL;
+}
+
+/* Two exports of one format into one destination would write the same
+ * file names; that is knowable without the model. (Collisions between
+ * different formats are found when the job plans the files.) */
+static gboolean
+check_shared_destinations (SmeltRecipe  *self,
+                           GPtrArray    *formats,
+                           GError      **error)
+{
+  for (guint i = 0; i < formats->len; i++)
+    for (guint j = i + 1; j < formats->len; j++)
+      {
+        SmeltFormat *a = g_ptr_array_index (formats, i);
+        SmeltFormat *b = g_ptr_array_index (formats, j);
+
+        if (G_OBJECT_TYPE (a) == G_OBJECT_TYPE (b) &&
+            smelt_format_get_destination (a) == smelt_format_get_destination (b))
+          {
+            g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_CONFLICT,
+                         "%s: [Export %s] and [Export %s] are the same format writing into "
+                         "the same destination “%s”: their files would collide; give each "
+                         "its own [Destination]", where (self), smelt_format_get_name (a),
+                         smelt_format_get_name (b),
+                         smelt_destination_get_name (smelt_format_get_destination (a)));
+            return FALSE;
+          }
+      }
+  return TRUE;
 }
 
 gboolean
@@ -1097,6 +1140,8 @@ _smelt_recipe_instantiate (SmeltRecipe    *self,
         return FALSE;
       g_ptr_array_add (fs, f);
     }
+  if (!check_shared_destinations (self, fs, error))
+    return FALSE;
   if (formats)
     *formats = g_steal_pointer (&fs);
   if (destinations)

@@ -112,7 +112,7 @@ list_keyfiles (const char *dir,
   while ((name = g_dir_read_name (d)))
     g_ptr_array_add (names, g_strdup (name));
   /* directory order is arbitrary; plugin order should not be */
-  g_ptr_array_sort (names, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (names, _smelt_compare_strv_items);
   for (guint i = 0; i < names->len; i++)
     {
       const char *n = *(char **) &g_ptr_array_index (names, i);
@@ -307,7 +307,7 @@ smelt_registry_list_features (SmeltRegistry    *self,
             g_ptr_array_add (out, g_strdup (features[j]));
         }
     }
-  g_ptr_array_sort (out, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (out, _smelt_compare_strv_items);
   g_ptr_array_add (out, NULL);
   return (char **) g_ptr_array_free (out, FALSE);
 }

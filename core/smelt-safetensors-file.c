@@ -759,10 +759,11 @@ check_spans (Parser    *ps,
       prev_end = entry->end;
     }
   if (prev_end != data_size)
-    return parser_fail (ps, "%" G_GUINT64_FORMAT " bytes of trailing data after the "
+    return parser_fail (ps, "%" G_GUINT64_FORMAT " byte%s of trailing data after the "
                         "last tensor (the data section has %" G_GUINT64_FORMAT " bytes, "
                         "the tensors use %" G_GUINT64_FORMAT ")",
-                        data_size - prev_end, data_size, prev_end);
+                        data_size - prev_end, data_size - prev_end == 1 ? "" : "s",
+                        data_size, prev_end);
   return TRUE;
 }
 
@@ -1054,13 +1055,6 @@ smelt_safetensors_file_get_metadata (SmeltSafetensorsFile *self,
   return g_hash_table_lookup (self->metadata, key);
 }
 
-static int
-compare_strings (gconstpointer a,
-                 gconstpointer b)
-{
-  return strcmp (*(const char * const *) a, *(const char * const *) b);
-}
-
 /**
  * smelt_safetensors_file_list_metadata:
  * @self: a #SmeltSafetensorsFile
@@ -1081,7 +1075,7 @@ smelt_safetensors_file_list_metadata (SmeltSafetensorsFile *self)
   list = g_ptr_array_new_full (n_keys + 1, NULL);
   for (guint i = 0; i < n_keys; i++)
     g_ptr_array_add (list, g_strdup (keys[i]));
-  g_ptr_array_sort (list, compare_strings);
+  g_ptr_array_sort (list, _smelt_compare_strv_items);
   g_ptr_array_add (list, NULL);
   return (char **) g_ptr_array_free (list, FALSE);
 }

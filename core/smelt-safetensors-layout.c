@@ -535,8 +535,7 @@ build_header (SmeltSafetensorsLayout *self)
  * `__metadata__` first, then the tensors in layout order, right-padded
  * with spaces to a multiple of 8.
  *
- * Returns: (transfer full): the file's first
- *   8 + N bytes
+ * Returns: (transfer full): the first 8 + N bytes of the file
  */
 GBytes *
 smelt_safetensors_layout_get_header (SmeltSafetensorsLayout *self)

@@ -434,10 +434,10 @@ add_module (Builder      *b,
   {
     guint na;
     const guint64 *sa = smelt_tensor_get_shape (m->a, &na);
-    rank = na == 2 ? (guint) sa[0] : 0;
+    rank = na >= 1 ? (guint) sa[0] : 0;
   }
   if (rank == 0 || !shape_is (m->a, 2, rank, in_dim))
-    return shape_error (adapter, m->a, "lora_A", rank ? rank : 1, in_dim, target, error);
+    return shape_error (adapter, m->a, "lora_A", MAX (rank, 1), in_dim, target, error);
   if (!shape_is (m->b, 2, out_dim, rank))
     return shape_error (adapter, m->b, "lora_B", out_dim, rank, target, error);
   expected = _smelt_adapter_get_expected_rank (adapter, module);

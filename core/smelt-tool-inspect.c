@@ -149,11 +149,11 @@ inspect_model (const char *path,
       return SMELT_EXIT_OK;
     }
   size = smelt_format_size (smelt_model_get_n_bytes (model));
-  printf ("model %s\n  architecture %s, %s, %" G_GUINT64_FORMAT " parameters, %s in %u shard%s\n",
+  printf ("model %s\n  architecture %s, %s, %u tensors, %" G_GUINT64_FORMAT " parameters, %s in %u shard%s\n",
           smelt_model_get_path (model),
           smelt_model_get_architecture (model) ? smelt_model_get_architecture (model) : "?",
           smelt_dtype_to_string (smelt_model_get_dtype (model)),
-          smelt_model_get_n_parameters (model), size, smelt_model_get_n_shards (model),
+          smelt_model_get_n_tensors (model), smelt_model_get_n_parameters (model), size, smelt_model_get_n_shards (model),
           smelt_model_get_n_shards (model) == 1 ? "" : "s");
   printf ("  tokenizer files:");
   for (guint i = 0; tok[i]; i++)

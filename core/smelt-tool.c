@@ -43,7 +43,8 @@ usage_error (GOptionContext *ctx,
   va_start (args, fmt);
   msg = g_strdup_vprintf (fmt, args);
   va_end (args);
-  fprintf (stderr, "smelt: %s\nRun “smelt help” or “smelt COMMAND --help” for usage.\n", msg);
+  /* one line, like every other error; --help has the details */
+  fprintf (stderr, "smelt: error: %s (see “smelt help”)\n", msg);
   return SMELT_EXIT_USAGE;
 }
 

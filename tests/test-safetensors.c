@@ -906,7 +906,7 @@ test_corrupt_spans (Fixture       *f,
   assert_rejected (f, "past-data.safetensors", "{" T ("a", "F32", "[2]", "[0,8]") "}", 6,
                    "tensor “a” [0, 8) runs past the end of the 6-byte data section");
   assert_rejected (f, "trailing-data.safetensors", "{" T ("a", "F32", "[2]", "[0,8]") "}", 9,
-                   "1 bytes of trailing data");
+                   "1 byte of trailing data");
   assert_rejected (f, "no-tensors-data.safetensors", "{}", 4, "4 bytes of trailing data");
   assert_rejected (f, "huge-offsets.safetensors",
                    "{" T ("a", "U8", "[1]", "[18446744073709551614,18446744073709551615]") "}", 1,

@@ -26,6 +26,8 @@ G_DECLARE_DERIVABLE_TYPE (SmeltDestination, smelt_destination, SMELT, DESTINATIO
  * @commit: makes every created file visible at once
  * @abort: removes everything created; must be safe to call at any time
  * @describe: a human readable location, for plans and messages
+ * @check_options: checks option values once the recipe has set them,
+ *   before anything is opened (so `smelt validate` catches bad values)
  *
  * The virtual methods of a destination plugin.
  */
@@ -46,9 +48,11 @@ struct _SmeltDestinationClass
                                  GError          **error);
   void           (*abort)       (SmeltDestination *self);
   char *         (*describe)    (SmeltDestination *self);
+  gboolean       (*check_options) (SmeltDestination *self,
+                                   GError          **error);
 
   /*< private >*/
-  gpointer padding[12];
+  gpointer padding[11];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -69,6 +73,9 @@ SMELT_AVAILABLE_IN_ALL
 void           smelt_destination_abort       (SmeltDestination *self);
 SMELT_AVAILABLE_IN_ALL
 char          *smelt_destination_describe    (SmeltDestination *self);
+SMELT_AVAILABLE_IN_ALL
+gboolean       smelt_destination_check_options (SmeltDestination *self,
+                                                GError          **error);
 SMELT_AVAILABLE_IN_ALL
 const char    *smelt_destination_get_name    (SmeltDestination *self);
 

@@ -103,5 +103,9 @@ gboolean smelt_convert (SmeltDType     src_dtype,
 SMELT_AVAILABLE_IN_ALL
 gssize smelt_find_non_finite (const float *values,
                               gsize        n);
+SMELT_AVAILABLE_IN_ALL
+gssize smelt_find_overflow   (const float *values,
+                              gsize        n,
+                              SmeltDType   dtype);
 
 G_END_DECLS

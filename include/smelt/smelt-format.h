@@ -74,6 +74,8 @@ G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
  *   the format's state
  * @write_rows: writes a block, in tensor and row order, on the job's thread
  * @finish: writes whatever remains (configs, indexes, copies)
+ * @check_options: checks option values once the recipe has set them,
+ *   before any model is opened (so `smelt validate` catches bad values)
  *
  * The virtual methods of a format plugin. Tensors arrive in the order of
  * smelt_source_get_tensor(), rows in increasing order.
@@ -104,9 +106,11 @@ struct _SmeltFormatClass
   gboolean  (*finish)      (SmeltFormat   *self,
                             GCancellable  *cancellable,
                             GError       **error);
+  gboolean  (*check_options) (SmeltFormat *self,
+                              GError     **error);
 
   /*< private >*/
-  gpointer padding[12];
+  gpointer padding[11];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -136,6 +140,10 @@ SMELT_AVAILABLE_IN_ALL
 gboolean   smelt_format_finish       (SmeltFormat   *self,
                                       GCancellable  *cancellable,
                                       GError       **error);
+
+SMELT_AVAILABLE_IN_ALL
+gboolean   smelt_format_check_options (SmeltFormat  *self,
+                                       GError      **error);
 
 SMELT_AVAILABLE_IN_ALL
 const char       *smelt_format_get_name        (SmeltFormat      *self);

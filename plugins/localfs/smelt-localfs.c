@@ -129,6 +129,21 @@ dir_is_empty (const char *path)
 }
 
 static gboolean
+smelt_localfs_check_options (SmeltDestination *dest,
+                             GError          **error)
+{
+  SmeltLocalfs *self = SMELT_LOCALFS (dest);
+
+  if (self->path == NULL || *self->path == '\0')
+    {
+      g_set_error (error, SMELT_DESTINATION_ERROR, SMELT_DESTINATION_ERROR_FAILED,
+                   "localfs needs a Path= key (the output directory)");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
 smelt_localfs_prepare (SmeltDestination *dest,
                        GCancellable     *cancellable,
                        GError          **error)
@@ -325,6 +340,7 @@ smelt_localfs_class_init (SmeltLocalfsClass *klass)
   dest_class->commit = smelt_localfs_commit;
   dest_class->abort = smelt_localfs_abort;
   dest_class->describe = smelt_localfs_describe;
+  dest_class->check_options = smelt_localfs_check_options;
 
   properties[PROP_PATH] =
     g_param_spec_string ("path", "Path",

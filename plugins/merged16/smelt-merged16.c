@@ -327,6 +327,21 @@ smelt_merged16_plan (SmeltFormat  *format,
   return TRUE;
 }
 
+static gboolean
+smelt_merged16_check_options (SmeltFormat  *format,
+                              GError      **error)
+{
+  SmeltMerged16 *self = SMELT_MERGED16 (format);
+  guint64 size;
+
+  if (!smelt_parse_size (self->max_shard_size, &size, error))
+    {
+      g_prefix_error (error, "MaxShardSize: ");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static SmeltRows
 smelt_merged16_wants_rows (SmeltFormat *format,
                            SmeltTensor *tensor)
@@ -343,26 +358,27 @@ smelt_merged16_wants_rows (SmeltFormat *format,
   return SMELT_ROWS_F32;
 }
 
+/* A value that rounds to infinity is an error, never a silent inf. */
 static gboolean
-report_overflow (SmeltTensor  *tensor,
-                 guint64       first_row,
-                 const float  *rows,
-                 gsize         n,
-                 GError      **error)
+check_overflow (SmeltTensor  *tensor,
+                SmeltDType    dtype,
+                guint64       first_row,
+                const float  *rows,
+                gsize         n,
+                GError      **error)
 {
   guint64 row_len = MAX (smelt_tensor_get_row_length (tensor), 1);
+  gssize i = smelt_find_overflow (rows, n, dtype);
 
-  for (gsize i = 0; i < n; i++)
-    if (rows[i] >= 65520.0f || rows[i] <= -65520.0f)
-      {
-        g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
-                     "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
-                     " does not fit in float16 (largest 65504); use DType=bf16",
-                     smelt_tensor_get_name (tensor), rows[i], first_row + i / row_len,
-                     (guint64) (i % row_len));
-        return FALSE;
-      }
-  return TRUE;
+  if (i < 0)
+    return TRUE;
+  g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
+               "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
+               " does not fit in %s%s", smelt_tensor_get_name (tensor), rows[i],
+               first_row + i / row_len, (guint64) (i % row_len),
+               dtype == SMELT_DTYPE_F16 ? "float16 (largest 65504)" : "bfloat16",
+               dtype == SMELT_DTYPE_F16 ? "; use DType=bf16" : "");
+  return FALSE;
 }
 
 static gboolean
@@ -376,12 +392,11 @@ smelt_merged16_encode_rows (SmeltFormat  *format,
 {
   SmeltMerged16 *self = SMELT_MERGED16 (format);
   gsize n = n_rows * smelt_tensor_get_row_length (tensor);
-  gsize n_overflow = 0;
 
+  if (!check_overflow (tensor, self->out_dtype, first_row, rows, n, error))
+    return FALSE;
   g_byte_array_set_size (out, n * 2);
-  smelt_convert (SMELT_DTYPE_F32, rows, self->out_dtype, out->data, n, &n_overflow);
-  if (n_overflow > 0)
-    return report_overflow (tensor, first_row, rows, n, error);
+  smelt_convert (SMELT_DTYPE_F32, rows, self->out_dtype, out->data, n, NULL);
   return TRUE;
 }
 
@@ -522,6 +537,7 @@ smelt_merged16_class_init (SmeltMerged16Class *klass)
   format_class->encode_rows = smelt_merged16_encode_rows;
   format_class->write_rows = smelt_merged16_write_rows;
   format_class->finish = smelt_merged16_finish;
+  format_class->check_options = smelt_merged16_check_options;
 
   properties[PROP_DTYPE] =
     g_param_spec_enum ("dtype", "DType",

@@ -246,18 +246,34 @@ write_tensor (SmeltSafetensorsLora  *self,
   guint64 row_len = smelt_tensor_get_row_length (t);
   guint64 per = MAX ((4u << 20) / MAX (row_len * 4, 1), 1);
   g_autofree guint8 *buf = NULL;
+  g_autofree guint8 *out_buf = NULL;
 
   if (want == smelt_tensor_get_dtype (t))
     return g_output_stream_write_all (out, g_bytes_get_data (stored, NULL), g_bytes_get_size (stored),
                                       NULL, cancellable, error);
   buf = g_malloc (MAX (per * row_len * 4, 1));
+  out_buf = g_malloc (MAX (per * row_len * 4, 1));
   for (guint64 first = 0; first < n_rows; first += per)
     {
       guint64 rows = MIN (per, n_rows - first);
-      gsize bytes = rows * row_len * smelt_dtype_get_bits (want) / 8;
+      gsize n = rows * row_len;
+      gssize bad;
 
-      if (!smelt_tensor_read_rows (t, first, rows, want, buf, error) ||
-          !g_output_stream_write_all (out, buf, bytes, NULL, cancellable, error))
+      if (!smelt_tensor_read_rows (t, first, rows, SMELT_DTYPE_F32, buf, error))
+        return FALSE;
+      /* narrowing must not turn a finite value into a silent inf */
+      bad = smelt_find_overflow ((const float *) buf, n, want);
+      if (bad >= 0)
+        {
+          g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
+                       "%s: value %g does not fit in %s; use a wider DType",
+                       smelt_tensor_get_name (t), ((const float *) buf)[bad],
+                       smelt_dtype_to_string (want));
+          return FALSE;
+        }
+      smelt_convert (SMELT_DTYPE_F32, buf, want, out_buf, n, NULL);
+      if (!g_output_stream_write_all (out, out_buf, n * smelt_dtype_get_bits (want) / 8,
+                                      NULL, cancellable, error))
         return FALSE;
     }
   return TRUE;

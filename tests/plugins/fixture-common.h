@@ -24,7 +24,7 @@ fixture_format_class_init (gpointer klass,
   SMELT_FORMAT_CLASS (klass)->plan = fixture_format_plan;
 }
 
-static GType
+G_GNUC_UNUSED static GType
 fixture_format_get_type (void)
 {
   static gsize type;
