@@ -28,7 +28,7 @@
 /* Target size of one block of float32 rows. Big enough that GEMM and
  * conversion run at full speed, small enough that threads × window blocks
  * stay far below the 1 GiB budget. */
-#define BLOCK_BYTES (256u << 10)
+#define BLOCK_BYTES (1u << 20)
 
 typedef struct {
   SmeltTensor  *tensor;
@@ -677,6 +677,12 @@ block_needs_f32 (Block *b,
   return FALSE;
 }
 
+/* Rows are merged and encoded in slices of about this many bytes of
+ * float32, so that a slice stays in the core's L2 cache from the merge
+ * through every format's encoding, instead of streaming the whole block
+ * through memory once per pass. */
+#define SLICE_BYTES (64u << 10)
+
 /* Worker thread: merge the block's rows once, encode them for every
  * format that wants float32 rows. */
 static void
@@ -685,21 +691,32 @@ work_block (gpointer data,
 {
   Block *b = data;
   SmeltExportJob *self = user_data;
-  guint64 n = b->n_rows * smelt_tensor_get_row_length (b->tensor);
-  float *rows = _smelt_scratch_get (SMELT_SCRATCH_ROWS, MAX (n, 1) * sizeof (float));
+  guint64 row_len = MAX (smelt_tensor_get_row_length (b->tensor), 1);
+  guint64 per_slice = MAX (SLICE_BYTES / (row_len * sizeof (float)), 1);
+  float *rows = _smelt_scratch_get (SMELT_SCRATCH_ROWS, MIN (per_slice, b->n_rows) * row_len * sizeof (float));
   GError *error = NULL;
 
-  if (smelt_tensor_read_rows (b->tensor, b->first_row, b->n_rows, SMELT_DTYPE_F32, rows, &error))
-    for (guint f = 0; f < self->n_formats && error == NULL; f++)
-      if (b->wants[f] == SMELT_ROWS_F32)
-        {
-          SmeltFormat *format = g_ptr_array_index (self->formats, f);
+  for (guint f = 0; f < self->n_formats; f++)
+    if (b->wants[f] == SMELT_ROWS_F32)
+      /* sized for 16-bit output, the common case; it grows if needed */
+      b->encoded[f] = g_byte_array_sized_new (b->n_rows * row_len * 2);
 
-          b->encoded[f] = g_byte_array_new ();
-          if (!smelt_format_encode_rows (format, b->tensor, b->first_row, b->n_rows,
-                                         rows, b->encoded[f], &error))
-            g_prefix_error (&error, "export “%s”: ", smelt_format_get_name (format));
-        }
+  for (guint64 first = 0; first < b->n_rows && error == NULL; first += per_slice)
+    {
+      guint64 n = MIN (per_slice, b->n_rows - first);
+
+      if (!smelt_tensor_read_rows (b->tensor, b->first_row + first, n, SMELT_DTYPE_F32, rows, &error))
+        break;
+      for (guint f = 0; f < self->n_formats && error == NULL; f++)
+        if (b->wants[f] == SMELT_ROWS_F32)
+          {
+            SmeltFormat *format = g_ptr_array_index (self->formats, f);
+
+            if (!smelt_format_encode_rows (format, b->tensor, b->first_row + first, n,
+                                           rows, b->encoded[f], &error))
+              g_prefix_error (&error, "export “%s”: ", smelt_format_get_name (format));
+          }
+    }
 
   g_mutex_lock (&self->lock);
   b->error = error;

@@ -25,36 +25,12 @@ threshold_for (SmeltDType dtype)
   return f;
 }
 
-typedef float SmeltOvV16 __attribute__ ((vector_size (64), aligned (4)));
-typedef gint32 SmeltOvI16 __attribute__ ((vector_size (64)));
-
-/* Scans 16 lanes at a time for |x| >= limit among finite x, then finds the
- * exact index in the first hit block; cloned per ISA. */
-__attribute__ ((target_clones ("avx512f", "avx2", "default")))
 static gssize
-find_at_or_above (const float *values,
-                  gsize        n,
-                  float        limit)
+first_at_or_above (const float *values,
+                   gsize        n,
+                   float        limit)
 {
-  gsize i = 0;
-
-  for (; i + 16 <= n; i += 16)
-    {
-      SmeltOvV16 v;
-      SmeltOvI16 bits, hit;
-      gboolean any = FALSE;
-
-      /* |x| by clearing the sign bit; NaN compares false, inf > FLT_MAX */
-      memcpy (&bits, values + i, sizeof bits);
-      bits &= 0x7fffffff;
-      memcpy (&v, &bits, sizeof v);
-      hit = (v >= limit) & (v <= __FLT_MAX__);
-      for (int k = 0; k < 16; k++)
-        any |= hit[k] != 0;
-      if (any)
-        break;
-    }
-  for (; i < n; i++)
+  for (gsize i = 0; i < n; i++)
     {
       float a = values[i] < 0 ? -values[i] : values[i];
 
@@ -62,6 +38,68 @@ find_at_or_above (const float *values,
         return (gssize) i;
     }
   return -1;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+/* Overflow is rare: test 16 lanes at a time, OR the lane masks without
+ * branching per block, and only look for the index once something hit. */
+__attribute__ ((target ("avx512f")))
+static gboolean
+any_at_or_above_avx512 (const float *values,
+                        gsize        n,
+                        float        limit)
+{
+  const __m512 lim = _mm512_set1_ps (limit);
+  const __m512 max = _mm512_set1_ps (__FLT_MAX__);
+  __mmask16 acc = 0;
+  gsize i = 0;
+
+  for (; i + 16 <= n; i += 16)
+    {
+      __m512 a = _mm512_abs_ps (_mm512_loadu_ps (values + i));
+      acc |= _mm512_cmp_ps_mask (a, lim, _CMP_GE_OQ) & _mm512_cmp_ps_mask (a, max, _CMP_LE_OQ);
+    }
+  return acc != 0 || first_at_or_above (values + i, n - i, limit) >= 0;
+}
+
+__attribute__ ((target ("avx2")))
+static gboolean
+any_at_or_above_avx2 (const float *values,
+                      gsize        n,
+                      float        limit)
+{
+  const __m256 lim = _mm256_set1_ps (limit);
+  const __m256 max = _mm256_set1_ps (__FLT_MAX__);
+  const __m256 sign = _mm256_set1_ps (-0.0f);
+  __m256 acc = _mm256_setzero_ps ();
+  gsize i = 0;
+
+  for (; i + 8 <= n; i += 8)
+    {
+      __m256 a = _mm256_andnot_ps (sign, _mm256_loadu_ps (values + i));
+      acc = _mm256_or_ps (acc, _mm256_and_ps (_mm256_cmp_ps (a, lim, _CMP_GE_OQ),
+                                              _mm256_cmp_ps (a, max, _CMP_LE_OQ)));
+    }
+  return _mm256_movemask_ps (acc) != 0 || first_at_or_above (values + i, n - i, limit) >= 0;
+}
+#endif
+
+static gssize
+find_at_or_above (const float *values,
+                  gsize        n,
+                  float        limit)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  SmeltSimdLevel level = _smelt_simd_level ();
+
+  if (level >= SMELT_SIMD_AVX512 && !any_at_or_above_avx512 (values, n, limit))
+    return -1;
+  if (level == SMELT_SIMD_AVX2 && !any_at_or_above_avx2 (values, n, limit))
+    return -1;
+#endif
+  return first_at_or_above (values, n, limit);
 }
 
 /**

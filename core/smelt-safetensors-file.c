@@ -86,8 +86,17 @@ typedef struct
   guint64 file_offset;    /* file offset of @start, for messages */
   GError **error;
 
+  /* Decoded strings go into these two buffers, reused for every string
+   * so that a header of 100 000 tensors does not cost a million small
+   * allocations. @key holds the current member name, @value the current
+   * string value. */
+  GString *key;
+  GString *value;
+
   GPtrArray *entries;     /* Entry*, in header order */
+  GHashTable *names;      /* name → Entry*, to find duplicate names */
   GHashTable *metadata;   /* key → value */
+  gboolean have_metadata;
 } Parser;
 
 static gboolean G_GNUC_PRINTF (2, 3)
@@ -132,13 +141,21 @@ skip_ws (Parser *ps)
     ps->p++;
 }
 
+/* Whether the next token starts with @c, after white space. */
+static gboolean
+next_is (Parser *ps,
+         char    c)
+{
+  skip_ws (ps);
+  return ps->p < ps->end && *ps->p == c;
+}
+
 static gboolean
 expect_char (Parser     *ps,
              char        c,
              const char *expected)
 {
-  skip_ws (ps);
-  if (ps->p >= ps->end || *ps->p != c)
+  if (!next_is (ps, c))
     return syntax_error (ps, expected);
   ps->p++;
   return TRUE;
@@ -164,12 +181,6 @@ describe_value (Parser *ps)
     }
 }
 
-static int
-hex_value (char c)
-{
-  return g_ascii_xdigit_value (c);
-}
-
 static gboolean
 parse_hex4 (Parser   *ps,
             gunichar *out)
@@ -180,7 +191,7 @@ parse_hex4 (Parser   *ps,
     return syntax_error (ps, "four hexadecimal digits after \\u");
   for (int i = 0; i < 4; i++)
     {
-      int digit = hex_value (ps->p[i]);
+      int digit = g_ascii_xdigit_value (ps->p[i]);
 
       if (digit < 0)
         {
@@ -192,6 +203,15 @@ parse_hex4 (Parser   *ps,
   ps->p += 4;
   *out = value;
   return TRUE;
+}
+
+static gboolean
+unpaired_surrogate (Parser   *ps,
+                    gunichar  c,
+                    guint     back)
+{
+  return parser_fail (ps, "header JSON has an unpaired surrogate \\u%04x at byte %"
+                      G_GUINT64_FORMAT, c, parser_offset (ps) - back);
 }
 
 /* Decodes a \u escape (the cursor is after the "u"), joining surrogate
@@ -206,22 +226,19 @@ parse_unicode_escape (Parser   *ps,
   if (!parse_hex4 (ps, &high))
     return FALSE;
   if (high >= 0xdc00 && high <= 0xdfff)
-    return parser_fail (ps, "header JSON has an unpaired surrogate \\u%04x at byte %"
-                        G_GUINT64_FORMAT, high, parser_offset (ps) - 6);
+    return unpaired_surrogate (ps, high, 6);
   if (high < 0xd800 || high > 0xdbff)
     {
       *out = high;
       return TRUE;
     }
   if (ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u')
-    return parser_fail (ps, "header JSON has an unpaired surrogate \\u%04x at byte %"
-                        G_GUINT64_FORMAT, high, parser_offset (ps) - 6);
+    return unpaired_surrogate (ps, high, 6);
   ps->p += 2;
   if (!parse_hex4 (ps, &low))
     return FALSE;
   if (low < 0xdc00 || low > 0xdfff)
-    return parser_fail (ps, "header JSON has an unpaired surrogate \\u%04x at byte %"
-                        G_GUINT64_FORMAT, high, parser_offset (ps) - 12);
+    return unpaired_surrogate (ps, high, 12);
   *out = 0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00);
   return TRUE;
 }
@@ -260,17 +277,15 @@ parse_escape (Parser  *ps,
     }
 }
 
-/* Parses a JSON string at the cursor into a newly allocated C string.
- * The header is known to be valid UTF-8 without NUL bytes. */
+/* Decodes the JSON string at the cursor into @out, replacing its
+ * contents. The header is known to be valid UTF-8 without NUL bytes. */
 static gboolean
 parse_string (Parser  *ps,
-              char   **out)
+              GString *out)
 {
-  g_autoptr(GString) s = NULL;
-
   if (!expect_char (ps, '"', "a string"))
     return FALSE;
-  s = g_string_new (NULL);
+  g_string_truncate (out, 0);
   for (;;)
     {
       const char *run = ps->p;
@@ -278,7 +293,7 @@ parse_string (Parser  *ps,
       while (ps->p < ps->end && *ps->p != '"' && *ps->p != '\\' &&
              (guchar) *ps->p >= 0x20)
         ps->p++;
-      g_string_append_len (s, run, ps->p - run);
+      g_string_append_len (out, run, ps->p - run);
       if (ps->p >= ps->end)
         return parser_fail (ps, "header JSON ends inside a string");
       if (*ps->p == '"')
@@ -288,11 +303,10 @@ parse_string (Parser  *ps,
                             "string at byte %" G_GUINT64_FORMAT,
                             (guchar) *ps->p, parser_offset (ps));
       ps->p++;
-      if (!parse_escape (ps, s))
+      if (!parse_escape (ps, out))
         return FALSE;
     }
   ps->p++;
-  *out = g_string_free (g_steal_pointer (&s), FALSE);
   return TRUE;
 }
 
@@ -316,9 +330,9 @@ skip_digits (Parser *ps)
 /* Parses a JSON number by the RFC 8259 grammar and classifies it: only
  * non-negative integers that fit 64 bits are sizes. */
 static gboolean
-parse_number (Parser     *ps,
-              guint64    *out,
-              NumberKind *kind,
+parse_number (Parser      *ps,
+              guint64     *out,
+              NumberKind  *kind,
               const char **text,
               int         *text_len)
 {
@@ -371,8 +385,43 @@ parse_number (Parser     *ps,
   return TRUE;
 }
 
-/* Parses `[n, n, …]` of at most @max non-negative integers for the field
+/* Parses a size (a non-negative integer that fits 64 bits) in the field
  * @field of tensor @name. */
+static gboolean
+parse_size (Parser     *ps,
+            const char *name,
+            const char *field,
+            guint64    *value)
+{
+  const char *text = NULL;
+  int text_len = 0;
+  NumberKind kind = NUMBER_OK;
+
+  skip_ws (ps);
+  if (ps->p >= ps->end || (*ps->p != '-' && !g_ascii_isdigit (*ps->p)))
+    return parser_fail (ps, "tensor “%s”: “%s” must hold integers, found %s",
+                        name, field, describe_value (ps));
+  if (!parse_number (ps, value, &kind, &text, &text_len))
+    return FALSE;
+  switch (kind)
+    {
+    case NUMBER_NEGATIVE:
+      return parser_fail (ps, "tensor “%s”: “%s” holds the negative number %.*s",
+                          name, field, text_len, text);
+    case NUMBER_FRACTIONAL:
+      return parser_fail (ps, "tensor “%s”: “%s” holds %.*s, which is not an integer",
+                          name, field, text_len, text);
+    case NUMBER_TOO_LARGE:
+      return parser_fail (ps, "tensor “%s”: “%s” holds %.*s, which does not fit 64 bits",
+                          name, field, text_len, text);
+    case NUMBER_OK:
+    default:
+      return TRUE;
+    }
+}
+
+/* Parses `[n, n, …]` of at most @max sizes for the field @field of tensor
+ * @name. */
 static gboolean
 parse_size_array (Parser     *ps,
                   const char *name,
@@ -383,13 +432,11 @@ parse_size_array (Parser     *ps,
 {
   guint n = 0;
 
-  skip_ws (ps);
-  if (ps->p >= ps->end || *ps->p != '[')
+  if (!next_is (ps, '['))
     return parser_fail (ps, "tensor “%s”: “%s” must be an array of integers, found %s",
                         name, field, describe_value (ps));
   ps->p++;
-  skip_ws (ps);
-  if (ps->p < ps->end && *ps->p == ']')
+  if (next_is (ps, ']'))
     {
       ps->p++;
       *n_values = 0;
@@ -397,41 +444,15 @@ parse_size_array (Parser     *ps,
     }
   for (;;)
     {
-      const char *text = NULL;
-      int text_len = 0;
-      NumberKind kind = NUMBER_OK;
       guint64 value = 0;
-      const char *found;
 
-      skip_ws (ps);
-      found = describe_value (ps);
-      if (ps->p >= ps->end || (*ps->p != '-' && !g_ascii_isdigit (*ps->p)))
-        return parser_fail (ps, "tensor “%s”: “%s” must hold integers, found %s",
-                            name, field, found);
-      if (!parse_number (ps, &value, &kind, &text, &text_len))
+      if (!parse_size (ps, name, field, &value))
         return FALSE;
-      switch (kind)
-        {
-        case NUMBER_NEGATIVE:
-          return parser_fail (ps, "tensor “%s”: “%s” holds the negative number %.*s",
-                              name, field, text_len, text);
-        case NUMBER_FRACTIONAL:
-          return parser_fail (ps, "tensor “%s”: “%s” holds %.*s, which is not an integer",
-                              name, field, text_len, text);
-        case NUMBER_TOO_LARGE:
-          return parser_fail (ps, "tensor “%s”: “%s” holds %.*s, which does not fit 64 bits",
-                              name, field, text_len, text);
-        case NUMBER_OK:
-        default:
-          break;
-        }
       if (n == max)
         return parser_fail (ps, "tensor “%s”: “%s” has more than %u elements",
                             name, field, max);
       values[n++] = value;
-
-      skip_ws (ps);
-      if (ps->p < ps->end && *ps->p == ',')
+      if (next_is (ps, ','))
         {
           ps->p++;
           continue;
@@ -444,52 +465,34 @@ parse_size_array (Parser     *ps,
   return TRUE;
 }
 
-/* Parses the `{` … `}` members of an object, calling @member for each key
- * with the cursor on its value. Keys are checked for duplicates in @seen,
- * which takes ownership of them; a duplicate is reported as
- * "@owner “key” twice". */
-typedef gboolean (*MemberFunc) (Parser     *ps,
-                                const char *key,
-                                gpointer    user_data);
+/* Parses the `{` … `}` members of an object, calling @member for each
+ * one with the decoded key in ps->key and the cursor on the value. The
+ * callback checks for duplicate keys: each kind of object knows best
+ * where it keeps the keys it has seen. */
+typedef gboolean (*MemberFunc) (Parser   *ps,
+                                gpointer  user_data);
 
 static gboolean
 parse_members (Parser     *ps,
-               GHashTable *seen,
-               const char *owner,
                MemberFunc  member,
                gpointer    user_data)
 {
   if (!expect_char (ps, '{', "“{”"))
     return FALSE;
-  skip_ws (ps);
-  if (ps->p < ps->end && *ps->p == '}')
+  if (next_is (ps, '}'))
     {
       ps->p++;
       return TRUE;
     }
   for (;;)
     {
-      char *key = NULL;
-
-      skip_ws (ps);
-      if (ps->p >= ps->end || *ps->p != '"')
+      if (!next_is (ps, '"'))
         return syntax_error (ps, "a string key");
-      if (!parse_string (ps, &key))
+      if (!parse_string (ps, ps->key) ||
+          !expect_char (ps, ':', "“:”") ||
+          !member (ps, user_data))
         return FALSE;
-      if (g_hash_table_contains (seen, key))
-        {
-          parser_fail (ps, "%s “%s” twice", owner, key);
-          g_free (key);
-          return FALSE;
-        }
-      g_hash_table_add (seen, key);
-      if (!expect_char (ps, ':', "“:”"))
-        return FALSE;
-      if (!member (ps, key, user_data))
-        return FALSE;
-
-      skip_ws (ps);
-      if (ps->p < ps->end && *ps->p == ',')
+      if (next_is (ps, ','))
         {
           ps->p++;
           continue;
@@ -499,90 +502,149 @@ parse_members (Parser     *ps,
 }
 
 static gboolean
-metadata_member (Parser     *ps,
-                 const char *key,
-                 gpointer    user_data)
+metadata_member (Parser   *ps,
+                 gpointer  user_data)
 {
-  char *value = NULL;
+  const char *key = ps->key->str;
 
-  skip_ws (ps);
-  if (ps->p >= ps->end || *ps->p != '"')
+  if (g_hash_table_contains (ps->metadata, key))
+    return parser_fail (ps, "__metadata__ has the key “%s” twice", key);
+  if (!next_is (ps, '"'))
     return parser_fail (ps, "__metadata__ value of “%s” must be a string, found %s",
                         key, describe_value (ps));
-  if (!parse_string (ps, &value))
+  /* The key stays put: a string value holds no keys. */
+  if (!parse_string (ps, ps->value))
     return FALSE;
-  g_hash_table_insert (ps->metadata, g_strdup (key), value);
+  g_hash_table_insert (ps->metadata, g_strdup (key), g_strdup (ps->value->str));
   return TRUE;
 }
 
 static gboolean
 parse_metadata (Parser *ps)
 {
-  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-
-  skip_ws (ps);
-  if (ps->p >= ps->end || *ps->p != '{')
+  if (ps->have_metadata)
+    return parser_fail (ps, "the header lists “__metadata__” twice");
+  ps->have_metadata = TRUE;
+  if (!next_is (ps, '{'))
     return parser_fail (ps, "__metadata__ must be an object of strings, found %s",
                         describe_value (ps));
-  return parse_members (ps, seen, "__metadata__ has the key",
-                        metadata_member, NULL);
+  return parse_members (ps, metadata_member, NULL);
 }
+
+enum {
+  FIELD_DTYPE = 1 << 0,
+  FIELD_SHAPE = 1 << 1,
+  FIELD_DATA_OFFSETS = 1 << 2,
+};
 
 typedef struct
 {
   Entry *entry;
-  char *dtype;
+  guint seen;             /* FIELD_* */
   guint64 offsets[2];
   guint n_offsets;
 } EntryFields;
 
 static gboolean
-entry_member (Parser     *ps,
-              const char *key,
-              gpointer    user_data)
+parse_dtype (Parser *ps,
+             Entry  *entry)
+{
+  if (!next_is (ps, '"'))
+    return parser_fail (ps, "tensor “%s”: “dtype” must be a string, found %s",
+                        entry->name, describe_value (ps));
+  if (!parse_string (ps, ps->value))
+    return FALSE;
+  /* Names are case-sensitive in the reference reader. */
+  entry->dtype = smelt_dtype_from_string (ps->value->str);
+  if (entry->dtype == SMELT_DTYPE_INVALID ||
+      strcmp (smelt_dtype_to_string (entry->dtype), ps->value->str) != 0)
+    return parser_fail (ps, "tensor “%s” has the unknown dtype “%s”",
+                        entry->name, ps->value->str);
+  return TRUE;
+}
+
+static gboolean
+entry_member (Parser   *ps,
+              gpointer  user_data)
 {
   EntryFields *fields = user_data;
   Entry *entry = fields->entry;
+  const char *key = ps->key->str;
+  guint field;
 
   if (strcmp (key, "dtype") == 0)
+    field = FIELD_DTYPE;
+  else if (strcmp (key, "shape") == 0)
+    field = FIELD_SHAPE;
+  else if (strcmp (key, "data_offsets") == 0)
+    field = FIELD_DATA_OFFSETS;
+  else
+    return parser_fail (ps, "tensor “%s” has an unknown field “%s” (expected dtype, "
+                        "shape and data_offsets)", entry->name, key);
+  if (fields->seen & field)
+    return parser_fail (ps, "tensor “%s” has the field “%s” twice", entry->name, key);
+  fields->seen |= field;
+
+  switch (field)
     {
-      skip_ws (ps);
-      if (ps->p >= ps->end || *ps->p != '"')
-        return parser_fail (ps, "tensor “%s”: “dtype” must be a string, found %s",
-                            entry->name, describe_value (ps));
-      return parse_string (ps, &fields->dtype);
+    case FIELD_DTYPE:
+      return parse_dtype (ps, entry);
+    case FIELD_SHAPE:
+      return parse_size_array (ps, entry->name, "shape", entry->shape, MAX_DIMS,
+                               &entry->n_dims);
+    case FIELD_DATA_OFFSETS:
+    default:
+      return parse_size_array (ps, entry->name, "data_offsets", fields->offsets, 2,
+                               &fields->n_offsets);
     }
-  if (strcmp (key, "shape") == 0)
-    return parse_size_array (ps, entry->name, "shape", entry->shape, MAX_DIMS,
-                             &entry->n_dims);
-  if (strcmp (key, "data_offsets") == 0)
-    return parse_size_array (ps, entry->name, "data_offsets", fields->offsets, 2,
-                             &fields->n_offsets);
-  return parser_fail (ps, "tensor “%s” has an unknown field “%s” (expected dtype, "
-                      "shape and data_offsets)", entry->name, key);
 }
 
-/* Checks what the syntax cannot: a known dtype, a well-formed span, and a
- * span exactly as long as the shape needs. */
+typedef enum {
+  SIZE_TOO_LARGE,
+  SIZE_NOT_WHOLE_BYTES,
+  SIZE_MISMATCH,
+} SizeProblem;
+
+/* Reports a shape that does not fit its span; the shape is formatted only
+ * here, as valid entries never need it. */
+static gboolean
+size_error (Parser      *ps,
+            const Entry *entry,
+            SizeProblem  problem,
+            guint64      needed)
+{
+  g_autofree char *shape = _smelt_shape_to_string (entry->shape, entry->n_dims);
+  const char *dtype = smelt_dtype_to_string (entry->dtype);
+
+  if (problem == SIZE_TOO_LARGE)
+    return parser_fail (ps, "tensor “%s”: shape %s is too large", entry->name, shape);
+  if (problem == SIZE_NOT_WHOLE_BYTES)
+    return parser_fail (ps, "tensor “%s”: shape %s of %s is not a whole number of bytes",
+                        entry->name, shape, dtype);
+  return parser_fail (ps, "tensor “%s”: data_offsets [%" G_GUINT64_FORMAT ", %"
+                      G_GUINT64_FORMAT "] span %" G_GUINT64_FORMAT " bytes but shape "
+                      "%s of %s needs %" G_GUINT64_FORMAT,
+                      entry->name, entry->begin, entry->end, entry->end - entry->begin,
+                      shape, dtype, needed);
+}
+
+/* Checks what the syntax cannot: that every field is there, that the span
+ * is well-formed and exactly as long as the shape needs. */
 static gboolean
 check_entry (Parser      *ps,
-             EntryFields *fields,
-             GHashTable  *seen)
+             EntryFields *fields)
 {
+  static const struct { guint field; const char *name; } required[] = {
+    { FIELD_DTYPE, "dtype" },
+    { FIELD_SHAPE, "shape" },
+    { FIELD_DATA_OFFSETS, "data_offsets" },
+  };
   Entry *entry = fields->entry;
   guint64 n_elements, n_bits;
-  g_autofree char *shape = NULL;
-  const char *missing[] = { "dtype", "shape", "data_offsets" };
 
-  for (guint i = 0; i < G_N_ELEMENTS (missing); i++)
-    if (!g_hash_table_contains (seen, missing[i]))
-      return parser_fail (ps, "tensor “%s” has no “%s” field", entry->name, missing[i]);
-
-  entry->dtype = smelt_dtype_from_string (fields->dtype);
-  if (entry->dtype == SMELT_DTYPE_INVALID ||
-      g_strcmp0 (smelt_dtype_to_string (entry->dtype), fields->dtype) != 0)
-    return parser_fail (ps, "tensor “%s” has the unknown dtype “%s”",
-                        entry->name, fields->dtype);
+  for (guint i = 0; i < G_N_ELEMENTS (required); i++)
+    if (!(fields->seen & required[i].field))
+      return parser_fail (ps, "tensor “%s” has no “%s” field", entry->name, required[i].name);
 
   if (fields->n_offsets != 2)
     return parser_fail (ps, "tensor “%s”: “data_offsets” must hold exactly 2 integers, "
@@ -594,34 +656,26 @@ check_entry (Parser      *ps,
                         G_GUINT64_FORMAT "] end before they begin",
                         entry->name, entry->begin, entry->end);
 
-  shape = _smelt_shape_to_string (entry->shape, entry->n_dims);
   if (!_smelt_shape_n_elements (entry->shape, entry->n_dims, &n_elements) ||
       !g_uint64_checked_mul (&n_bits, n_elements, smelt_dtype_get_bits (entry->dtype)))
-    return parser_fail (ps, "tensor “%s”: shape %s is too large", entry->name, shape);
+    return size_error (ps, entry, SIZE_TOO_LARGE, 0);
   if (n_bits % 8 != 0)
-    return parser_fail (ps, "tensor “%s”: shape %s of %s is not a whole number of bytes",
-                        entry->name, shape, fields->dtype);
+    return size_error (ps, entry, SIZE_NOT_WHOLE_BYTES, 0);
   if (n_bits / 8 != entry->end - entry->begin)
-    return parser_fail (ps, "tensor “%s”: data_offsets [%" G_GUINT64_FORMAT ", %"
-                        G_GUINT64_FORMAT "] span %" G_GUINT64_FORMAT " bytes but shape "
-                        "%s of %s needs %" G_GUINT64_FORMAT,
-                        entry->name, entry->begin, entry->end, entry->end - entry->begin,
-                        shape, fields->dtype, n_bits / 8);
+    return size_error (ps, entry, SIZE_MISMATCH, n_bits / 8);
   return TRUE;
 }
 
 static gboolean
-parse_entry (Parser     *ps,
-             const char *name)
+parse_entry (Parser *ps)
 {
-  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autofree char *owner = NULL;
+  const char *name = ps->key->str;
   EntryFields fields = { 0, };
   Entry *entry;
-  gboolean ok;
 
-  skip_ws (ps);
-  if (ps->p >= ps->end || *ps->p != '{')
+  if (g_hash_table_contains (ps->names, name))
+    return parser_fail (ps, "the header lists “%s” twice", name);
+  if (!next_is (ps, '{'))
     return parser_fail (ps, "tensor “%s” must be an object, found %s",
                         name, describe_value (ps));
 
@@ -629,30 +683,25 @@ parse_entry (Parser     *ps,
   entry->name = g_strdup (name);
   entry->index = ps->entries->len;
   g_ptr_array_add (ps->entries, entry);
-  owner = g_strdup_printf ("tensor “%s” has the field", name);
+  g_hash_table_add (ps->names, entry->name);
+
   fields.entry = entry;
-  ok = parse_members (ps, seen, owner, entry_member, &fields) &&
-       check_entry (ps, &fields, seen);
-  g_free (fields.dtype);
-  return ok;
+  return parse_members (ps, entry_member, &fields) && check_entry (ps, &fields);
 }
 
 static gboolean
-top_member (Parser     *ps,
-            const char *key,
-            gpointer    user_data)
+top_member (Parser   *ps,
+            gpointer  user_data)
 {
-  if (strcmp (key, "__metadata__") == 0)
+  if (strcmp (ps->key->str, "__metadata__") == 0)
     return parse_metadata (ps);
-  return parse_entry (ps, key);
+  return parse_entry (ps);
 }
 
 static gboolean
 parse_header (Parser *ps)
 {
-  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-
-  if (!parse_members (ps, seen, "the header lists", top_member, NULL))
+  if (!parse_members (ps, top_member, NULL))
     return FALSE;
   skip_ws (ps);
   if (ps->p < ps->end)
@@ -892,6 +941,9 @@ load (SmeltSafetensorsFile *self,
       GError              **error)
 {
   g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func ((GDestroyNotify) entry_free);
+  g_autoptr(GHashTable) names = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr(GString) key = g_string_sized_new (256);
+  g_autoptr(GString) value = g_string_sized_new (64);
   guint64 n;
   const char *header;
   Parser ps = { 0, };
@@ -906,6 +958,9 @@ load (SmeltSafetensorsFile *self,
   ps.file_offset = 8;
   ps.error = error;
   ps.entries = entries;
+  ps.names = names;
+  ps.key = key;
+  ps.value = value;
   ps.metadata = self->metadata;
 
   if (!check_header_text (&ps) || !check_depth (&ps) || !parse_header (&ps))

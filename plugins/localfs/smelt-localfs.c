@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
-#include <gio/gunixoutputstream.h>
+#include "smelt-localfs-stream.h"
 
 #include <smelt/smelt.h>
 
@@ -242,7 +242,7 @@ smelt_localfs_create_file (SmeltDestination *dest,
       return NULL;
     }
   g_ptr_array_add (self->entries, e);
-  return g_unix_output_stream_new (fd, TRUE);
+  return smelt_localfs_stream_new (fd, e->partial);
 }
 
 static gboolean

@@ -392,11 +392,12 @@ smelt_merged16_encode_rows (SmeltFormat  *format,
 {
   SmeltMerged16 *self = SMELT_MERGED16 (format);
   gsize n = n_rows * smelt_tensor_get_row_length (tensor);
+  guint old_len = out->len;
 
   if (!check_overflow (tensor, self->out_dtype, first_row, rows, n, error))
     return FALSE;
-  g_byte_array_set_size (out, n * 2);
-  smelt_convert (SMELT_DTYPE_F32, rows, self->out_dtype, out->data, n, NULL);
+  g_byte_array_set_size (out, old_len + n * 2);
+  smelt_convert (SMELT_DTYPE_F32, rows, self->out_dtype, out->data + old_len, n, NULL);
   return TRUE;
 }
 
