@@ -120,6 +120,7 @@ test_build_in_code (void)
   g_autofree char *text = NULL;
   g_autoptr(SmeltRecipe) again = NULL;
   g_autoptr(GArray) weights = NULL;
+  g_autofree char *dest = NULL;
 
   smelt_recipe_set_model (r, "/m");
   smelt_recipe_add_adapter (r, "/a1", 1.0);
@@ -135,7 +136,8 @@ test_build_in_code (void)
   g_assert_cmpuint (weights->len, ==, 2);
   g_assert_cmpfloat (g_array_index (weights, double, 1), ==, 0.25);
   /* the only destination is used when an export names none */
-  g_assert_cmpstr (smelt_recipe_get_export_destination (again, "e"), ==, "d");
+  dest = smelt_recipe_get_export_destination (again, "e");
+  g_assert_cmpstr (dest, ==, "d");
 }
 
 int

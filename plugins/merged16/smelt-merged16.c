@@ -230,7 +230,7 @@ make_config (SmeltMerged16 *self,
   g_autofree char *text = smelt_json_to_string (node, FALSE, FALSE);
   g_autoptr(JsonParser) parser = json_parser_new ();
   JsonObject *config;
-  char *out;
+  g_autofree char *out = NULL;
 
   /* edit a copy: the source's config is shared by every export */
   json_parser_load_from_data (parser, text, -1, NULL);
