@@ -28,7 +28,7 @@
 /* Target size of one block of float32 rows. Big enough that GEMM and
  * conversion run at full speed, small enough that threads × window blocks
  * stay far below the 1 GiB budget. */
-#define BLOCK_BYTES (1u << 20)
+#define BLOCK_BYTES (4u << 20)
 
 typedef struct {
   SmeltTensor  *tensor;
