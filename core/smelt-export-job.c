@@ -73,6 +73,7 @@ struct _SmeltExportJob
   GCond          cond;
   GThreadPool   *pool;
   guint          n_formats;
+  GPtrArray     *spare;         /* GByteArray, encoded-block buffers to reuse */
 };
 
 enum {
@@ -113,6 +114,7 @@ smelt_export_job_finalize (GObject *object)
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
+  g_clear_pointer (&self->spare, g_ptr_array_unref);
 
   G_OBJECT_CLASS (smelt_export_job_parent_class)->finalize (object);
 }
@@ -274,6 +276,7 @@ smelt_export_job_init (SmeltExportJob *self)
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
   self->stage = g_strdup ("idle");
+  self->spare = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
 }
 
 /**
@@ -654,6 +657,57 @@ smelt_export_job_describe_destination (SmeltExportJob *self,
 
 /* ---- the block pipeline ---- */
 
+/* Encoded blocks are a few MiB each; allocating each afresh would have the
+ * kernel map and zero gigabytes of pages over an export, so the buffers
+ * cycle through a small spare list instead. */
+static GByteArray *
+take_buffer (SmeltExportJob *self,
+             gsize           hint)
+{
+  GByteArray *buf = NULL;
+
+  g_mutex_lock (&self->lock);
+  if (self->spare->len > 0)
+    buf = g_ptr_array_steal_index_fast (self->spare, self->spare->len - 1);
+  g_mutex_unlock (&self->lock);
+  if (buf == NULL)
+    return g_byte_array_sized_new (hint);
+  g_byte_array_set_size (buf, 0);
+  return buf;
+}
+
+typedef struct {
+  SmeltExportJob *job;
+  GByteArray     *buf;
+} Lent;
+
+/* Called when the format drops the GBytes it was given. */
+static void
+return_buffer (gpointer data)
+{
+  Lent *lent = data;
+
+  g_mutex_lock (&lent->job->lock);
+  if (lent->job->spare->len < 64)
+    g_ptr_array_add (lent->job->spare, g_steal_pointer (&lent->buf));
+  g_mutex_unlock (&lent->job->lock);
+  if (lent->buf)
+    g_byte_array_unref (lent->buf);
+  g_object_unref (lent->job);
+  g_free (lent);
+}
+
+static GBytes *
+lend_buffer (SmeltExportJob *self,
+             GByteArray     *buf)
+{
+  Lent *lent = g_new (Lent, 1);
+
+  lent->job = g_object_ref (self);
+  lent->buf = buf;
+  return g_bytes_new_with_free_func (buf->data, buf->len, return_buffer, lent);
+}
+
 static void
 block_free (Block *b,
             guint  n_formats)
@@ -699,7 +753,7 @@ work_block (gpointer data,
   for (guint f = 0; f < self->n_formats; f++)
     if (b->wants[f] == SMELT_ROWS_F32)
       /* sized for 16-bit output, the common case; it grows if needed */
-      b->encoded[f] = g_byte_array_sized_new (b->n_rows * row_len * 2);
+      b->encoded[f] = take_buffer (self, b->n_rows * row_len * 2);
 
   for (guint64 first = 0; first < b->n_rows && error == NULL; first += per_slice)
     {
@@ -757,7 +811,7 @@ write_block (SmeltExportJob  *self,
       if (b->wants[f] == SMELT_ROWS_NONE)
         continue;
       if (b->wants[f] == SMELT_ROWS_F32)
-        data = g_byte_array_free_to_bytes (g_steal_pointer (&b->encoded[f]));
+        data = lend_buffer (self, g_steal_pointer (&b->encoded[f]));
       else
         {
           guint64 row_bytes = smelt_tensor_get_n_bytes (b->tensor) / MAX (smelt_tensor_get_n_rows (b->tensor), 1);
