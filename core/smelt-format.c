@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <glib/gstdio.h>
+
 #include "smelt-private.h"
 
 /**
@@ -491,4 +493,82 @@ smelt_format_check_options (SmeltFormat  *self,
   g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
   klass = SMELT_FORMAT_GET_CLASS (self);
   return klass->check_options ? klass->check_options (self, error) : TRUE;
+}
+
+/**
+ * smelt_format_plan_copy:
+ * @self: a #SmeltFormat
+ * @source_path: (type filename): the local file that will be copied
+ * @path: path relative to the destination
+ *
+ * Records a planned file that is a copy of @source_path, with its size.
+ */
+void
+smelt_format_plan_copy (SmeltFormat *self,
+                        const char  *source_path,
+                        const char  *path)
+{
+  GStatBuf st;
+
+  g_return_if_fail (SMELT_IS_FORMAT (self));
+  smelt_format_add_planned_file (self, path,
+                                 g_stat (source_path, &st) == 0 ? (gint64) st.st_size : -1);
+}
+
+/**
+ * smelt_format_plan_tokenizer_files:
+ * @self: a #SmeltFormat
+ * @source: the source being planned
+ *
+ * Records the tokenizer files every export of a model carries (see
+ * smelt_source_get_tokenizer_files()). Call from plan().
+ */
+void
+smelt_format_plan_tokenizer_files (SmeltFormat *self,
+                                   SmeltSource *source)
+{
+  const char *dir = smelt_source_get_tokenizer_dir (source);
+  const char * const *files = smelt_source_get_tokenizer_files (source);
+
+  g_return_if_fail (SMELT_IS_FORMAT (self));
+  for (guint i = 0; files[i]; i++)
+    {
+      g_autofree char *p = g_build_filename (dir, files[i], NULL);
+
+      smelt_format_plan_copy (self, p, files[i]);
+    }
+}
+
+/**
+ * smelt_format_copy_tokenizer_files:
+ * @self: a planned #SmeltFormat
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Copies the tokenizer files recorded by
+ * smelt_format_plan_tokenizer_files(). Call from finish().
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_copy_tokenizer_files (SmeltFormat   *self,
+                                   GCancellable  *cancellable,
+                                   GError       **error)
+{
+  SmeltSource *source;
+  const char *dir;
+  const char * const *files;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  source = smelt_format_get_source (self);
+  dir = smelt_source_get_tokenizer_dir (source);
+  files = smelt_source_get_tokenizer_files (source);
+  for (guint i = 0; files[i]; i++)
+    {
+      g_autofree char *p = g_build_filename (dir, files[i], NULL);
+
+      if (!smelt_format_copy_file (self, p, files[i], cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
 }

@@ -172,6 +172,17 @@ gboolean          smelt_format_write_file      (SmeltFormat      *self,
                                                 GCancellable     *cancellable,
                                                 GError          **error);
 SMELT_AVAILABLE_IN_ALL
+void              smelt_format_plan_copy       (SmeltFormat      *self,
+                                                const char       *source_path,
+                                                const char       *path);
+SMELT_AVAILABLE_IN_ALL
+void              smelt_format_plan_tokenizer_files (SmeltFormat *self,
+                                                SmeltSource      *source);
+SMELT_AVAILABLE_IN_ALL
+gboolean          smelt_format_copy_tokenizer_files (SmeltFormat *self,
+                                                GCancellable     *cancellable,
+                                                GError          **error);
+SMELT_AVAILABLE_IN_ALL
 gboolean          smelt_format_copy_file       (SmeltFormat      *self,
                                                 const char       *source_path,
                                                 const char       *path,

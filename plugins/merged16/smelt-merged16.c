@@ -3,7 +3,6 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <string.h>
-#include <glib/gstdio.h>
 
 #include <smelt/smelt.h>
 
@@ -277,16 +276,6 @@ make_index (SmeltMerged16 *self,
   return g_bytes_new_take (g_strconcat (text, "\n", NULL), strlen (text) + 1);
 }
 
-static gint64
-file_size (const char *dir,
-           const char *name)
-{
-  g_autofree char *p = g_build_filename (dir, name, NULL);
-  GStatBuf st;
-
-  return g_stat (p, &st) == 0 ? (gint64) st.st_size : -1;
-}
-
 static gboolean
 smelt_merged16_plan (SmeltFormat  *format,
                      SmeltSource  *source,
@@ -294,8 +283,6 @@ smelt_merged16_plan (SmeltFormat  *format,
 {
   SmeltMerged16 *self = SMELT_MERGED16 (format);
   const char *model_dir = smelt_model_get_path (smelt_source_get_model (source));
-  const char *tok_dir = smelt_source_get_tokenizer_dir (source);
-  const char * const *tok = smelt_source_get_tokenizer_files (source);
   guint64 max_size;
 
   if (!smelt_parse_size (self->max_shard_size, &max_size, error))
@@ -320,10 +307,11 @@ smelt_merged16_plan (SmeltFormat  *format,
   self->config = make_config (self, source);
   smelt_format_add_planned_file (format, "config.json", g_bytes_get_size (self->config));
   if (smelt_model_get_generation_config (smelt_source_get_model (source)))
-    smelt_format_add_planned_file (format, "generation_config.json",
-                                   file_size (model_dir, "generation_config.json"));
-  for (guint i = 0; tok[i]; i++)
-    smelt_format_add_planned_file (format, tok[i], file_size (tok_dir, tok[i]));
+    {
+      g_autofree char *p = g_build_filename (model_dir, "generation_config.json", NULL);
+      smelt_format_plan_copy (format, p, "generation_config.json");
+    }
+  smelt_format_plan_tokenizer_files (format, source);
   return TRUE;
 }
 
@@ -484,8 +472,6 @@ smelt_merged16_finish (SmeltFormat   *format,
   SmeltMerged16 *self = SMELT_MERGED16 (format);
   SmeltSource *source = smelt_format_get_source (format);
   SmeltModel *model = smelt_source_get_model (source);
-  const char *tok_dir = smelt_source_get_tokenizer_dir (source);
-  const char * const *tok = smelt_source_get_tokenizer_files (source);
 
   if (!close_shard (self, cancellable, error))
     return FALSE;
@@ -514,14 +500,7 @@ smelt_merged16_finish (SmeltFormat   *format,
       if (!smelt_format_copy_file (format, p, "generation_config.json", cancellable, error))
         return FALSE;
     }
-  for (guint i = 0; tok[i]; i++)
-    {
-      g_autofree char *p = g_build_filename (tok_dir, tok[i], NULL);
-
-      if (!smelt_format_copy_file (format, p, tok[i], cancellable, error))
-        return FALSE;
-    }
-  return TRUE;
+  return smelt_format_copy_tokenizer_files (format, cancellable, error);
 }
 
 static void

@@ -3,7 +3,6 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <string.h>
-#include <glib/gstdio.h>
 
 #include <smelt/smelt.h>
 
@@ -165,16 +164,6 @@ peft_key (const char *key)
   return g_string_free (out, FALSE);
 }
 
-static gint64
-file_size (const char *dir,
-           const char *name)
-{
-  g_autofree char *p = g_build_filename (dir, name, NULL);
-  GStatBuf st;
-
-  return g_stat (p, &st) == 0 ? (gint64) st.st_size : -1;
-}
-
 static gboolean
 smelt_safetensors_lora_plan (SmeltFormat  *format,
                              SmeltSource  *source,
@@ -182,8 +171,7 @@ smelt_safetensors_lora_plan (SmeltFormat  *format,
 {
   SmeltSafetensorsLora *self = SMELT_SAFETENSORS_LORA (format);
   SmeltSafetensorsFile *file;
-  const char *tok_dir = smelt_source_get_tokenizer_dir (source);
-  const char * const *tok = smelt_source_get_tokenizer_files (source);
+  g_autofree char *config = NULL;
   guint n;
 
   if (smelt_source_get_n_adapters (source) != 1)
@@ -222,12 +210,11 @@ smelt_safetensors_lora_plan (SmeltFormat  *format,
     }
   smelt_safetensors_layout_sort (self->layout);
 
-  smelt_format_add_planned_file (format, "adapter_config.json",
-                                 file_size (smelt_adapter_get_path (self->adapter), "adapter_config.json"));
+  config = g_build_filename (smelt_adapter_get_path (self->adapter), "adapter_config.json", NULL);
+  smelt_format_plan_copy (format, config, "adapter_config.json");
   smelt_format_add_planned_file (format, "adapter_model.safetensors",
                                  smelt_safetensors_layout_get_file_size (self->layout));
-  for (guint i = 0; tok[i]; i++)
-    smelt_format_add_planned_file (format, tok[i], file_size (tok_dir, tok[i]));
+  smelt_format_plan_tokenizer_files (format, source);
   return TRUE;
 }
 
@@ -315,24 +302,13 @@ smelt_safetensors_lora_finish (SmeltFormat   *format,
                                GError       **error)
 {
   SmeltSafetensorsLora *self = SMELT_SAFETENSORS_LORA (format);
-  SmeltSource *source = smelt_format_get_source (format);
-  const char *tok_dir = smelt_source_get_tokenizer_dir (source);
-  const char * const *tok = smelt_source_get_tokenizer_files (source);
   g_autofree char *config = g_build_filename (smelt_adapter_get_path (self->adapter),
                                               "adapter_config.json", NULL);
 
   /* the config is copied byte for byte: nothing in it changes */
-  if (!smelt_format_copy_file (format, config, "adapter_config.json", cancellable, error) ||
-      !write_weights (self, cancellable, error))
-    return FALSE;
-  for (guint i = 0; tok[i]; i++)
-    {
-      g_autofree char *p = g_build_filename (tok_dir, tok[i], NULL);
-
-      if (!smelt_format_copy_file (format, p, tok[i], cancellable, error))
-        return FALSE;
-    }
-  return TRUE;
+  return smelt_format_copy_file (format, config, "adapter_config.json", cancellable, error) &&
+         write_weights (self, cancellable, error) &&
+         smelt_format_copy_tokenizer_files (format, cancellable, error);
 }
 
 static void
