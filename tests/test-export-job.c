@@ -1,0 +1,165 @@
+/* test-export-job.c: the library API of a job: async run, progress on the
+ * caller's thread, cancellation
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <glib/gstdio.h>
+
+#include "smelt-private.h"
+
+typedef struct {
+  GMainLoop *loop;
+  GThread   *main_thread;
+  double     last_fraction;
+  guint      n_progress;
+  gboolean   monotonic;
+  gboolean   on_main_thread;
+  gboolean   ok;
+  GError    *error;
+  char      *last_stage;
+} State;
+
+static char *
+make_recipe (const char  *out_dir,
+             SmeltRecipe **recipe)
+{
+  g_autofree char *model = g_build_filename (DEMO_DIR, "model", NULL);
+  g_autofree char *adapter = g_build_filename (DEMO_DIR, "adapter", NULL);
+
+  *recipe = smelt_recipe_new ();
+  smelt_recipe_set_model (*recipe, model);
+  smelt_recipe_add_adapter (*recipe, adapter, 1.0);
+  smelt_recipe_add_destination (*recipe, "out", "localfs");
+  g_assert_true (smelt_recipe_set_option (*recipe, "out", "Path", out_dir, NULL));
+  smelt_recipe_add_export (*recipe, "merged", "merged16", "out");
+  return g_build_filename (out_dir, "model.safetensors", NULL);
+}
+
+static void
+on_progress (SmeltExportJob *job,
+             State          *st)
+{
+  double f = smelt_export_job_get_fraction (job);
+
+  st->n_progress++;
+  st->on_main_thread &= g_thread_self () == st->main_thread;
+  st->monotonic &= f >= st->last_fraction;
+  st->last_fraction = f;
+  g_free (st->last_stage);
+  st->last_stage = g_strdup (smelt_export_job_get_stage (job));
+}
+
+static void
+on_done (GObject      *source,
+         GAsyncResult *result,
+         gpointer      data)
+{
+  State *st = data;
+
+  st->on_main_thread &= g_thread_self () == st->main_thread;
+  st->ok = smelt_export_job_run_finish (SMELT_EXPORT_JOB (source), result, &st->error);
+  g_main_loop_quit (st->loop);
+}
+
+static void
+run_async (SmeltExportJob *job,
+           GCancellable   *cancellable,
+           State          *st)
+{
+  st->loop = g_main_loop_new (NULL, FALSE);
+  st->main_thread = g_thread_self ();
+  st->monotonic = TRUE;
+  st->on_main_thread = TRUE;
+  g_signal_connect (job, "progress", G_CALLBACK (on_progress), st);
+  smelt_export_job_run_async (job, cancellable, on_done, st);
+  g_main_loop_run (st->loop);
+  while (g_main_context_iteration (NULL, FALSE));
+  g_main_loop_unref (st->loop);
+}
+
+static void
+test_async_progress (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("smelt-job-XXXXXX", NULL);
+  g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
+  g_autoptr(SmeltRecipe) recipe = NULL;
+  g_autofree char *shard = make_recipe (out_dir, &recipe);
+  g_autoptr(SmeltExportJob) job = smelt_export_job_new (recipe, NULL);
+  State st = { 0, };
+
+  run_async (job, NULL, &st);
+  g_assert_no_error (st.error);
+  g_assert_true (st.ok);
+  g_assert_true (st.on_main_thread);
+  g_assert_true (st.monotonic);
+  g_assert_cmpuint (st.n_progress, >=, 3);
+  g_assert_cmpstr (st.last_stage, ==, "done");
+  g_assert_cmpfloat (st.last_fraction, ==, 1.0);
+  g_assert_cmpuint (smelt_export_job_get_bytes_done (job), ==, smelt_export_job_get_bytes_total (job));
+  g_assert_true (g_file_test (shard, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (smelt_source_get_n_merged (smelt_export_job_get_source (job)) > 0);
+  g_free (st.last_stage);
+}
+
+static void
+test_cancelled (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("smelt-job-XXXXXX", NULL);
+  g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
+  g_autoptr(SmeltRecipe) recipe = NULL;
+  g_autofree char *shard = make_recipe (out_dir, &recipe);
+  g_autoptr(SmeltExportJob) job = smelt_export_job_new (recipe, NULL);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GDir) d = NULL;
+  State st = { 0, };
+
+  g_cancellable_cancel (cancellable);
+  run_async (job, cancellable, &st);
+  g_assert_false (st.ok);
+  g_assert_error (st.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&st.error);
+  /* nothing at all: no final names, no .partial files */
+  g_assert_false (g_file_test (shard, G_FILE_TEST_EXISTS));
+  d = g_dir_open (out_dir, 0, NULL);
+  g_assert_true (d == NULL || g_dir_read_name (d) == NULL);
+  g_free (st.last_stage);
+}
+
+static void
+test_sync_matches_async (void)
+{
+  /* the same recipe, run synchronously at 1 and 3 threads: same bytes */
+  g_autofree char *dir = g_dir_make_tmp ("smelt-job-XXXXXX", NULL);
+  char *bytes[2] = { NULL, NULL };
+  gsize len[2];
+
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *out_dir = g_strdup_printf ("%s/out%u", dir, i);
+      g_autoptr(SmeltRecipe) recipe = NULL;
+      g_autofree char *shard = make_recipe (out_dir, &recipe);
+      g_autoptr(SmeltExportJob) job = smelt_export_job_new (recipe, NULL);
+      g_autoptr(GError) error = NULL;
+
+      smelt_export_job_set_n_threads (job, i == 0 ? 1 : 3);
+      g_assert_true (smelt_export_job_run (job, NULL, &error));
+      g_assert_no_error (error);
+      g_assert_cmpstr (smelt_export_job_get_stage (job), ==, "done");
+      g_assert_true (g_file_get_contents (shard, &bytes[i], &len[i], NULL));
+      /* a job runs once */
+      g_assert_false (smelt_export_job_run (job, NULL, &error));
+    }
+  g_assert_cmpmem (bytes[0], len[0], bytes[1], len[1]);
+  g_free (bytes[0]);
+  g_free (bytes[1]);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/export-job/async-progress", test_async_progress);
+  g_test_add_func ("/export-job/cancelled", test_cancelled);
+  g_test_add_func ("/export-job/sync-and-threads", test_sync_matches_async);
+  return g_test_run ();
+}
