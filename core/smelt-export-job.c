@@ -62,6 +62,8 @@ struct _SmeltExportJob
   guint64        bytes_done;
   guint64        bytes_total;
   guint64        plan_total;     /* the working thread's copy */
+  double         rate;           /* bytes per second since "exporting" began */
+  gint64         export_start;   /* monotonic µs, on the caller's thread */
 
   /* delivery */
   GMainContext  *context;
@@ -86,6 +88,7 @@ enum {
   PROP_CURRENT_TENSOR,
   PROP_BYTES_DONE,
   PROP_BYTES_TOTAL,
+  PROP_RATE,
   N_PROPS
 };
 
@@ -152,6 +155,9 @@ smelt_export_job_get_property (GObject    *object,
       break;
     case PROP_BYTES_TOTAL:
       g_value_set_uint64 (value, self->bytes_total);
+      break;
+    case PROP_RATE:
+      g_value_set_double (value, self->rate);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -254,6 +260,14 @@ smelt_export_job_class_init (SmeltExportJobClass *klass)
    */
   properties[PROP_BYTES_TOTAL] =
     g_param_spec_uint64 ("bytes-total", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:rate:
+   *
+   * Bytes of tensor data processed per second since exporting began.
+   */
+  properties[PROP_RATE] =
+    g_param_spec_double ("rate", NULL, NULL, 0, G_MAXDOUBLE, 0,
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -364,6 +378,8 @@ apply_report (SmeltExportJob *self,
   g_object_freeze_notify (obj);
   if (g_strcmp0 (stage, self->stage) != 0)
     {
+      if (g_str_equal (stage, "exporting"))
+        self->export_start = g_get_monotonic_time ();
       g_free (self->stage);
       self->stage = g_strdup (stage);
       g_object_notify_by_pspec (obj, properties[PROP_STAGE]);
@@ -385,8 +401,15 @@ apply_report (SmeltExportJob *self,
     }
   if (done != self->bytes_done)
     {
+      gint64 now = g_get_monotonic_time ();
+
       self->bytes_done = done;
       g_object_notify_by_pspec (obj, properties[PROP_BYTES_DONE]);
+      if (now > self->export_start)
+        {
+          self->rate = done / ((now - self->export_start) / (double) G_USEC_PER_SEC);
+          g_object_notify_by_pspec (obj, properties[PROP_RATE]);
+        }
     }
   if (total != self->bytes_total)
     {
@@ -1150,6 +1173,19 @@ smelt_export_job_get_bytes_done (SmeltExportJob *self)
 {
   g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), 0);
   return self->bytes_done;
+}
+
+/**
+ * smelt_export_job_get_rate:
+ * @self: a #SmeltExportJob
+ *
+ * Returns: bytes of tensor data processed per second so far
+ */
+double
+smelt_export_job_get_rate (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), 0);
+  return self->rate;
 }
 
 /**

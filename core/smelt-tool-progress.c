@@ -39,9 +39,7 @@ smelt_tool_parse_progress_mode (const char        *text,
 static double
 rate_of (SmeltProgressView *view)
 {
-  double secs = (g_get_monotonic_time () - view->start) / (double) G_USEC_PER_SEC;
-
-  return secs > 0.05 ? smelt_export_job_get_bytes_done (view->job) / secs : 0;
+  return smelt_export_job_get_rate (view->job);
 }
 
 static char *

@@ -65,5 +65,7 @@ SMELT_AVAILABLE_IN_ALL
 guint64         smelt_export_job_get_bytes_done  (SmeltExportJob *self);
 SMELT_AVAILABLE_IN_ALL
 guint64         smelt_export_job_get_bytes_total (SmeltExportJob *self);
+SMELT_AVAILABLE_IN_ALL
+double          smelt_export_job_get_rate        (SmeltExportJob *self);
 
 G_END_DECLS
