@@ -883,7 +883,9 @@ drain_one (SmeltExportJob  *self,
       p->done_bytes += b->n_rows * (smelt_tensor_get_n_bytes (b->tensor) /
                                     MAX (smelt_tensor_get_n_rows (b->tensor), 1));
       report (self, "exporting", smelt_tensor_get_name (b->tensor), p->done_bytes, FALSE);
-      /* drop the tensor's mapped pages and caches behind the cursor */
+      /* drop mapped pages behind the cursor: memory stays bounded even
+       * inside a multi-GB embedding; then the tensor's caches */
+      smelt_tensor_release_rows (b->tensor, b->first_row, b->n_rows);
       if (b->last_of_tensor)
         smelt_tensor_release (b->tensor);
     }

@@ -445,6 +445,16 @@ smelt_merged_tensor_release (SmeltTensor *tensor)
     }
 }
 
+/* Base rows map one to one onto merged rows (a transposed delta reads A
+ * and B, never other base rows). */
+static void
+smelt_merged_tensor_release_rows (SmeltTensor *tensor,
+                                  guint64      first_row,
+                                  guint64      n_rows)
+{
+  smelt_tensor_release_rows (SMELT_MERGED_TENSOR (tensor)->base, first_row, n_rows);
+}
+
 static void
 smelt_merged_tensor_iface_init (SmeltTensorInterface *iface)
 {
@@ -455,6 +465,7 @@ smelt_merged_tensor_iface_init (SmeltTensorInterface *iface)
   iface->read_rows = smelt_merged_tensor_read_rows;
   iface->is_modified = smelt_merged_tensor_is_modified;
   iface->release = smelt_merged_tensor_release;
+  iface->release_rows = smelt_merged_tensor_release_rows;
 }
 
 SmeltTensor *

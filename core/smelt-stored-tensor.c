@@ -176,23 +176,49 @@ smelt_stored_tensor_is_modified (SmeltTensor *tensor)
  * tensor's span are dropped: a page shared with a neighbour that a
  * concurrent worker may be reading stays put. The mapping is read-only and
  * private, so the pages come back from the file if they are read again. */
+/* Drops the whole pages strictly inside [offset, offset + size) of the
+ * tensor's data. */
 static void
-smelt_stored_tensor_release (SmeltTensor *tensor)
+drop_pages (SmeltStoredTensor *self,
+            guint64            offset,
+            guint64            size)
 {
 #if defined(G_OS_UNIX) && defined(MADV_DONTNEED)
-  SmeltStoredTensor *self = SMELT_STORED_TENSOR (tensor);
   guintptr page = (guintptr) sysconf (_SC_PAGESIZE);
-  guintptr begin = (guintptr) stored_data (self);
-  guintptr end = begin + self->size;
+  guintptr begin = (guintptr) stored_data (self) + offset;
+  guintptr end = begin + size;
   guintptr first, last;
 
-  if (self->size == 0 || page == 0 || page == (guintptr) -1)
+  if (size == 0 || page == 0 || page == (guintptr) -1)
     return;
   first = (begin + page - 1) / page * page;
   last = end / page * page;
   if (last > first)
     madvise ((void *) first, last - first, MADV_DONTNEED);
 #endif
+}
+
+static void
+smelt_stored_tensor_release (SmeltTensor *tensor)
+{
+  SmeltStoredTensor *self = SMELT_STORED_TENSOR (tensor);
+
+  drop_pages (self, 0, self->size);
+}
+
+static void
+smelt_stored_tensor_release_rows (SmeltTensor *tensor,
+                                  guint64      first_row,
+                                  guint64      n_rows)
+{
+  SmeltStoredTensor *self = SMELT_STORED_TENSOR (tensor);
+  guint64 rows = smelt_tensor_get_n_rows (tensor);
+  guint64 row_bytes = rows ? self->size / rows : 0;
+
+  if (first_row >= rows)
+    return;
+  n_rows = MIN (n_rows, rows - first_row);
+  drop_pages (self, first_row * row_bytes, n_rows * row_bytes);
 }
 
 static void
@@ -205,6 +231,7 @@ smelt_stored_tensor_iface_init (SmeltTensorInterface *iface)
   iface->read_rows = smelt_stored_tensor_read_rows;
   iface->is_modified = smelt_stored_tensor_is_modified;
   iface->release = smelt_stored_tensor_release;
+  iface->release_rows = smelt_stored_tensor_release_rows;
 }
 
 static void

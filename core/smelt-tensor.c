@@ -165,6 +165,29 @@ smelt_tensor_release (SmeltTensor *self)
 }
 
 /**
+ * smelt_tensor_release_rows:
+ * @self: a #SmeltTensor
+ * @first_row: the first row the job is done with
+ * @n_rows: how many rows
+ *
+ * Tells the tensor that these rows have been consumed, so that their
+ * mapped pages can be dropped while the rest of the tensor streams.
+ * Reading them again still works.
+ */
+void
+smelt_tensor_release_rows (SmeltTensor *self,
+                           guint64      first_row,
+                           guint64      n_rows)
+{
+  SmeltTensorInterface *iface;
+
+  g_return_if_fail (SMELT_IS_TENSOR (self));
+  iface = SMELT_TENSOR_GET_IFACE (self);
+  if (iface->release_rows)
+    iface->release_rows (self, first_row, n_rows);
+}
+
+/**
  * smelt_tensor_get_n_rows:
  * @self: a #SmeltTensor
  *

@@ -28,6 +28,9 @@ G_DECLARE_INTERFACE (SmeltTensor, smelt_tensor, SMELT, TENSOR, GObject)
  *   several threads at once on distinct row ranges
  * @is_modified: whether the rows differ from the base model's stored tensor
  * @release: drops cached pages or buffers once the job is done with the tensor
+ * @release_rows: drops the pages behind rows already consumed, so that
+ *   streaming a huge tensor keeps memory bounded; reading them again
+ *   still works
  *
  * A tensor as formats see it. A "row" is one slice along the first
  * dimension of a tensor of two or more dimensions; a 1-D or 0-D tensor is a
@@ -50,9 +53,12 @@ struct _SmeltTensorInterface
                                  GError     **error);
   gboolean       (*is_modified) (SmeltTensor *self);
   void           (*release)     (SmeltTensor *self);
+  void           (*release_rows) (SmeltTensor *self,
+                                  guint64      first_row,
+                                  guint64      n_rows);
 
   /*< private >*/
-  gpointer padding[8];
+  gpointer padding[7];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -75,6 +81,10 @@ SMELT_AVAILABLE_IN_ALL
 gboolean       smelt_tensor_is_modified   (SmeltTensor *self);
 SMELT_AVAILABLE_IN_ALL
 void           smelt_tensor_release       (SmeltTensor *self);
+SMELT_AVAILABLE_IN_ALL
+void           smelt_tensor_release_rows  (SmeltTensor *self,
+                                           guint64      first_row,
+                                           guint64      n_rows);
 SMELT_AVAILABLE_IN_ALL
 guint64        smelt_tensor_get_n_rows    (SmeltTensor *self);
 SMELT_AVAILABLE_IN_ALL
