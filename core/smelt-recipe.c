@@ -114,6 +114,64 @@ check_groups (SmeltRecipe  *self,
   return TRUE;
 }
 
+/* GKeyFile silently merges a repeated group and keeps the last of a
+ * repeated key; in a recipe both are almost always a copy-paste mistake
+ * (two [Export gguf] groups, Types= given twice), so they are errors. */
+static gboolean
+check_duplicates (const char  *data,
+                  gsize        length,
+                  const char  *where,
+                  GError     **error)
+{
+  g_autoptr(GHashTable) groups = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GHashTable) keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autofree char *copy = g_strndup (data, length);
+  g_auto(GStrv) lines = g_strsplit (copy, "\n", -1);
+  g_autofree char *group = NULL;
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      char *line = g_strstrip (lines[i]);
+      char *eq;
+      gpointer first;
+
+      if (*line == '\0' || *line == '#')
+        continue;
+      if (*line == '[' && line[strlen (line) - 1] == ']')
+        {
+          g_free (group);
+          group = g_strndup (line + 1, strlen (line) - 2);
+          if (g_hash_table_lookup_extended (groups, group, NULL, &first))
+            {
+              g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_PARSE,
+                           "%s:%u: group [%s] appears again (first at line %u)",
+                           where, i + 1, group, GPOINTER_TO_UINT (first));
+              return FALSE;
+            }
+          g_hash_table_insert (groups, g_strdup (group), GUINT_TO_POINTER (i + 1));
+          continue;
+        }
+      eq = strchr (line, '=');
+      if (eq == NULL || group == NULL)
+        continue;   /* GKeyFile reports these itself */
+      *eq = '\0';
+      g_strchomp (line);
+      {
+        g_autofree char *id = g_strdup_printf ("%s\n%s", group, line);
+
+        if (g_hash_table_lookup_extended (keys, id, NULL, &first))
+          {
+            g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_PARSE,
+                         "%s:%u: [%s] %s is set again (first at line %u)",
+                         where, i + 1, group, line, GPOINTER_TO_UINT (first));
+            return FALSE;
+          }
+        g_hash_table_insert (keys, g_steal_pointer (&id), GUINT_TO_POINTER (i + 1));
+      }
+    }
+  return TRUE;
+}
+
 static SmeltRecipe *
 new_from_keyfile (GKeyFile    *kf,
                   const char  *filename,
@@ -164,15 +222,20 @@ smelt_recipe_new_from_file (const char  *path,
   g_autoptr(GKeyFile) kf = g_key_file_new ();
   g_autofree char *abs = g_canonicalize_filename (path, NULL);
   g_autofree char *dir = g_path_get_dirname (abs);
+  g_autofree char *text = NULL;
+  gsize length;
   GError *local = NULL;
 
-  if (!g_key_file_load_from_file (kf, path, G_KEY_FILE_KEEP_COMMENTS, &local))
+  if (!g_file_get_contents (path, &text, &length, &local) ||
+      !g_key_file_load_from_data (kf, text, length, G_KEY_FILE_KEEP_COMMENTS, &local))
     {
       g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_PARSE,
                    "%s: %s", path, local->message);
       g_error_free (local);
       return NULL;
     }
+  if (!check_duplicates (text, length, path, error))
+    return NULL;
   return new_from_keyfile (kf, path, dir, error);
 }
 
@@ -205,6 +268,8 @@ smelt_recipe_new_from_data (const char  *data,
       g_error_free (local);
       return NULL;
     }
+  if (!check_duplicates (data, length < 0 ? strlen (data) : (gsize) length, "(recipe)", error))
+    return NULL;
   return new_from_keyfile (kf, NULL, base_dir, error);
 }
 
