@@ -527,16 +527,11 @@ void
 smelt_format_plan_tokenizer_files (SmeltFormat *self,
                                    SmeltSource *source)
 {
-  const char *dir = smelt_source_get_tokenizer_dir (source);
   const char * const *files = smelt_source_get_tokenizer_files (source);
 
   g_return_if_fail (SMELT_IS_FORMAT (self));
   for (guint i = 0; files[i]; i++)
-    {
-      g_autofree char *p = g_build_filename (dir, files[i], NULL);
-
-      smelt_format_plan_copy (self, p, files[i]);
-    }
+    smelt_format_plan_copy (self, smelt_source_get_tokenizer_path (source, files[i]), files[i]);
 }
 
 /**
@@ -556,19 +551,14 @@ smelt_format_copy_tokenizer_files (SmeltFormat   *self,
                                    GError       **error)
 {
   SmeltSource *source;
-  const char *dir;
   const char * const *files;
 
   g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
   source = smelt_format_get_source (self);
-  dir = smelt_source_get_tokenizer_dir (source);
   files = smelt_source_get_tokenizer_files (source);
   for (guint i = 0; files[i]; i++)
-    {
-      g_autofree char *p = g_build_filename (dir, files[i], NULL);
-
-      if (!smelt_format_copy_file (self, p, files[i], cancellable, error))
-        return FALSE;
-    }
+    if (!smelt_format_copy_file (self, smelt_source_get_tokenizer_path (source, files[i]),
+                                 files[i], cancellable, error))
+      return FALSE;
   return TRUE;
 }

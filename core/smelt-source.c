@@ -32,6 +32,8 @@ struct _SmeltSource
   GHashTable  *by_name;
   JsonNode    *config;
   guint        n_merged;
+  GStrv        tokenizer_files;
+  GHashTable  *tokenizer_paths;  /* name -> path */
 };
 
 G_DEFINE_FINAL_TYPE (SmeltSource, smelt_source, G_TYPE_OBJECT)
@@ -64,6 +66,7 @@ typedef struct {
 } Builder;
 
 static SmeltTensor *lm_head_base (Builder *b);
+static void collect_tokenizer_files (SmeltSource *self);
 
 static void
 edit_free (gpointer data)
@@ -105,6 +108,8 @@ smelt_source_finalize (GObject *object)
   g_clear_pointer (&self->tensors, g_ptr_array_unref);
   g_clear_pointer (&self->by_name, g_hash_table_unref);
   g_clear_pointer (&self->config, json_node_unref);
+  g_strfreev (self->tokenizer_files);
+  g_clear_pointer (&self->tokenizer_paths, g_hash_table_unref);
 
   G_OBJECT_CLASS (smelt_source_parent_class)->finalize (object);
 }
@@ -850,6 +855,7 @@ smelt_source_new (SmeltModel    *model,
     }
   if (!report_unmatched (&b, error) || !build_outputs (&b, error))
     return NULL;
+  collect_tokenizer_files (self);
   return g_steal_pointer (&self);
 }
 
@@ -1002,53 +1008,65 @@ smelt_source_get_n_bytes (SmeltSource *self)
 }
 
 /* Trainers save the tokenizer beside the adapter, with any tokens they
- * added: that copy matches the merged weights, so it wins over the base's. */
-static SmeltAdapter *
-tokenizer_adapter (SmeltSource *self)
+ * added: that copy matches the merged weights, so each tokenizer file
+ * comes from the last adapter that has it, else from the base. A file
+ * only the base has is still exported, so no export lacks, say,
+ * tokenizer.json because the trainer saved only tokenizer_config.json. */
+static void
+collect_tokenizer_files (SmeltSource *self)
 {
-  for (guint i = self->adapters->len; i > 0; i--)
+  GPtrArray *names = g_ptr_array_new ();
+
+  self->tokenizer_paths = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  for (int i = -1; i < (int) self->adapters->len; i++)
     {
-      SmeltAdapter *a = g_ptr_array_index (self->adapters, i - 1);
+      const char *dir = i < 0 ? smelt_model_get_path (self->model)
+                              : smelt_adapter_get_path (g_ptr_array_index (self->adapters, i));
+      const char * const *files = i < 0 ? smelt_model_get_tokenizer_files (self->model)
+                                        : smelt_adapter_get_tokenizer_files (g_ptr_array_index (self->adapters, i));
 
-      if (smelt_adapter_get_tokenizer_files (a)[0] != NULL)
-        return a;
+      for (guint k = 0; files[k]; k++)
+        {
+          if (!g_hash_table_contains (self->tokenizer_paths, files[k]))
+            g_ptr_array_add (names, g_strdup (files[k]));
+          g_hash_table_insert (self->tokenizer_paths, g_strdup (files[k]),
+                               g_build_filename (dir, files[k], NULL));
+        }
     }
-  return NULL;
-}
-
-/**
- * smelt_source_get_tokenizer_dir:
- * @self: a #SmeltSource
- *
- * The directory whose tokenizer files exports should copy: the last
- * adapter that has tokenizer files (trainers save the tokenizer, with the
- * tokens they added, beside the adapter), else the base model.
- *
- * Returns: (type filename): a directory
- */
-const char *
-smelt_source_get_tokenizer_dir (SmeltSource *self)
-{
-  SmeltAdapter *a;
-
-  g_return_val_if_fail (SMELT_IS_SOURCE (self), NULL);
-  a = tokenizer_adapter (self);
-  return a ? smelt_adapter_get_path (a) : smelt_model_get_path (self->model);
+  g_ptr_array_sort (names, _smelt_compare_strv_items);
+  g_ptr_array_add (names, NULL);
+  self->tokenizer_files = (GStrv) g_ptr_array_free (names, FALSE);
 }
 
 /**
  * smelt_source_get_tokenizer_files:
  * @self: a #SmeltSource
  *
- * Returns: (transfer none) (array zero-terminated=1): the tokenizer files
- *   in smelt_source_get_tokenizer_dir()
+ * The tokenizer files exports should carry: every tokenizer file of the
+ * base and of the adapters, each taken from the last adapter that has it
+ * (trainers save the tokenizer, with the tokens they added, beside the
+ * adapter), else from the base.
+ *
+ * Returns: (transfer none) (array zero-terminated=1): file names
  */
 const char * const *
 smelt_source_get_tokenizer_files (SmeltSource *self)
 {
-  SmeltAdapter *a;
-
   g_return_val_if_fail (SMELT_IS_SOURCE (self), NULL);
-  a = tokenizer_adapter (self);
-  return a ? smelt_adapter_get_tokenizer_files (a) : smelt_model_get_tokenizer_files (self->model);
+  return (const char * const *) self->tokenizer_files;
+}
+
+/**
+ * smelt_source_get_tokenizer_path:
+ * @self: a #SmeltSource
+ * @name: a name from smelt_source_get_tokenizer_files()
+ *
+ * Returns: (type filename) (nullable): where that file is read from
+ */
+const char *
+smelt_source_get_tokenizer_path (SmeltSource *self,
+                                 const char  *name)
+{
+  g_return_val_if_fail (SMELT_IS_SOURCE (self), NULL);
+  return g_hash_table_lookup (self->tokenizer_paths, name);
 }

@@ -154,6 +154,62 @@ test_sync_matches_async (void)
   g_free (bytes[1]);
 }
 
+static void
+copy_into (const char *from_dir,
+           const char *name,
+           const char *to_dir)
+{
+  g_autofree char *from = g_build_filename (from_dir, name, NULL);
+  g_autofree char *to = g_build_filename (to_dir, name, NULL);
+  g_autofree char *data = NULL;
+  gsize len;
+
+  g_assert_true (g_file_get_contents (from, &data, &len, NULL));
+  g_assert_true (g_file_set_contents (to, data, len, NULL));
+}
+
+static void
+test_tokenizer_files (void)
+{
+  /* an adapter that saved only tokenizer_config.json: that file comes from
+   * the adapter, every other tokenizer file still from the base */
+  g_autofree char *dir = g_dir_make_tmp ("smelt-job-XXXXXX", NULL);
+  g_autofree char *adapter = g_build_filename (dir, "adapter", NULL);
+  g_autofree char *demo_adapter = g_build_filename (DEMO_DIR, "adapter", NULL);
+  g_autofree char *demo_model = g_build_filename (DEMO_DIR, "model", NULL);
+  g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
+  g_autofree char *marker = g_build_filename (adapter, "tokenizer_config.json", NULL);
+  g_autoptr(SmeltRecipe) recipe = smelt_recipe_new ();
+  g_autoptr(SmeltExportJob) job = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *got = NULL;
+  g_autofree char *base_tok = NULL;
+  g_autofree char *out_tok = NULL;
+  g_autofree char *out_cfg = g_build_filename (out_dir, "tokenizer_config.json", NULL);
+  g_autofree char *out_json = g_build_filename (out_dir, "tokenizer.json", NULL);
+  g_autofree char *base_json = g_build_filename (demo_model, "tokenizer.json", NULL);
+
+  g_assert_cmpint (g_mkdir (adapter, 0755), ==, 0);
+  copy_into (demo_adapter, "adapter_config.json", adapter);
+  copy_into (demo_adapter, "adapter_model.safetensors", adapter);
+  g_assert_true (g_file_set_contents (marker, "{\"from\": \"adapter\"}", -1, NULL));
+
+  smelt_recipe_set_model (recipe, demo_model);
+  smelt_recipe_add_adapter (recipe, adapter, 1.0);
+  smelt_recipe_add_destination (recipe, "out", "localfs");
+  g_assert_true (smelt_recipe_set_option (recipe, "out", "Path", out_dir, NULL));
+  smelt_recipe_add_export (recipe, "merged", "merged16", "out");
+  job = smelt_export_job_new (recipe, NULL);
+  g_assert_true (smelt_export_job_run (job, NULL, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (g_file_get_contents (out_cfg, &got, NULL, NULL));
+  g_assert_cmpstr (got, ==, "{\"from\": \"adapter\"}");
+  g_assert_true (g_file_get_contents (base_json, &base_tok, NULL, NULL));
+  g_assert_true (g_file_get_contents (out_json, &out_tok, NULL, NULL));
+  g_assert_cmpstr (out_tok, ==, base_tok);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -161,5 +217,6 @@ main (int argc, char **argv)
   g_test_add_func ("/export-job/async-progress", test_async_progress);
   g_test_add_func ("/export-job/cancelled", test_cancelled);
   g_test_add_func ("/export-job/sync-and-threads", test_sync_matches_async);
+  g_test_add_func ("/export-job/tokenizer-files", test_tokenizer_files);
   return g_test_run ();
 }

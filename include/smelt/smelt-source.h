@@ -51,8 +51,9 @@ guint         smelt_source_get_n_merged     (SmeltSource   *self);
 SMELT_AVAILABLE_IN_ALL
 guint64       smelt_source_get_n_bytes      (SmeltSource   *self);
 SMELT_AVAILABLE_IN_ALL
-const char   *smelt_source_get_tokenizer_dir (SmeltSource  *self);
-SMELT_AVAILABLE_IN_ALL
 const char * const *smelt_source_get_tokenizer_files (SmeltSource *self);
+SMELT_AVAILABLE_IN_ALL
+const char   *smelt_source_get_tokenizer_path (SmeltSource *self,
+                                               const char  *name);
 
 G_END_DECLS
