@@ -18,6 +18,7 @@
 typedef struct {
   char       *name;
   GHashTable *created;
+  GPtrArray  *stale_patterns;  /* GPatternSpec */
 } SmeltDestinationPrivate;
 
 enum {
@@ -37,6 +38,7 @@ smelt_destination_finalize (GObject *object)
 
   g_free (priv->name);
   g_hash_table_unref (priv->created);
+  g_ptr_array_unref (priv->stale_patterns);
   G_OBJECT_CLASS (smelt_destination_parent_class)->finalize (object);
 }
 
@@ -119,6 +121,7 @@ smelt_destination_init (SmeltDestination *self)
   SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (self);
 
   priv->created = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  priv->stale_patterns = g_ptr_array_new_with_free_func ((GDestroyNotify) g_pattern_spec_free);
 }
 
 /**
@@ -275,4 +278,52 @@ smelt_destination_check_options (SmeltDestination *self,
   g_return_val_if_fail (SMELT_IS_DESTINATION (self), FALSE);
   klass = SMELT_DESTINATION_GET_CLASS (self);
   return klass->check_options ? klass->check_options (self, error) : TRUE;
+}
+
+/**
+ * smelt_destination_replace_pattern:
+ * @self: a #SmeltDestination
+ * @glob: a file-name pattern such as `model-*-of-*.safetensors`
+ *
+ * Declares that the export owns every file matching @glob: at commit, a
+ * matching file already in the destination that this commit does not
+ * write is removed, so re-exporting with fewer shards does not leave a
+ * stale shard or index beside the new files. Formats call this from
+ * plan().
+ */
+void
+smelt_destination_replace_pattern (SmeltDestination *self,
+                                   const char       *glob)
+{
+  SmeltDestinationPrivate *priv;
+
+  g_return_if_fail (SMELT_IS_DESTINATION (self));
+  priv = smelt_destination_get_instance_private (self);
+  g_ptr_array_add (priv->stale_patterns, g_pattern_spec_new (glob));
+}
+
+/**
+ * smelt_destination_is_stale:
+ * @self: a #SmeltDestination
+ * @path: a path relative to the destination, of a file it already holds
+ *
+ * Destinations call this at commit for the files they already hold.
+ *
+ * Returns: %TRUE if @path matches a pattern given to
+ *   smelt_destination_replace_pattern() and was not written by this commit
+ */
+gboolean
+smelt_destination_is_stale (SmeltDestination *self,
+                            const char       *path)
+{
+  SmeltDestinationPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), FALSE);
+  priv = smelt_destination_get_instance_private (self);
+  if (g_hash_table_contains (priv->created, path))
+    return FALSE;
+  for (guint i = 0; i < priv->stale_patterns->len; i++)
+    if (g_pattern_spec_match_string (g_ptr_array_index (priv->stale_patterns, i), path))
+      return TRUE;
+  return FALSE;
 }

@@ -210,6 +210,51 @@ test_tokenizer_files (void)
   g_assert_cmpstr (out_tok, ==, base_tok);
 }
 
+static void
+run_merged (const char *out_dir,
+            const char *max_shard_size)
+{
+  g_autoptr(SmeltRecipe) recipe = NULL;
+  g_autofree char *shard = make_recipe (out_dir, &recipe);
+  g_autoptr(SmeltExportJob) job = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (smelt_recipe_set_option (recipe, "out", "Overwrite", "true", NULL));
+  g_assert_true (smelt_recipe_set_option (recipe, "merged", "MaxShardSize", max_shard_size, NULL));
+  job = smelt_export_job_new (recipe, NULL);
+  g_assert_true (smelt_export_job_run (job, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_stale_shards (void)
+{
+  /* re-exporting unsharded over a sharded export removes the old shards
+   * and index (a stale index would point loaders at them) and nothing else */
+  g_autofree char *dir = g_dir_make_tmp ("smelt-job-XXXXXX", NULL);
+  g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
+  g_autofree char *index = g_build_filename (out_dir, "model.safetensors.index.json", NULL);
+  g_autofree char *single = g_build_filename (out_dir, "model.safetensors", NULL);
+  g_autofree char *notes = g_build_filename (out_dir, "notes.txt", NULL);
+  g_autoptr(GDir) d = NULL;
+  const char *name;
+  guint n_shards = 0;
+
+  run_merged (out_dir, "100kB");
+  g_assert_true (g_file_test (index, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (single, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_set_contents (notes, "mine", -1, NULL));
+
+  run_merged (out_dir, "5GB");
+  g_assert_false (g_file_test (index, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (single, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (notes, G_FILE_TEST_EXISTS));
+  d = g_dir_open (out_dir, 0, NULL);
+  while ((name = g_dir_read_name (d)))
+    n_shards += g_str_has_prefix (name, "model-");
+  g_assert_cmpuint (n_shards, ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -218,5 +263,6 @@ main (int argc, char **argv)
   g_test_add_func ("/export-job/cancelled", test_cancelled);
   g_test_add_func ("/export-job/sync-and-threads", test_sync_matches_async);
   g_test_add_func ("/export-job/tokenizer-files", test_tokenizer_files);
+  g_test_add_func ("/export-job/stale-shards", test_stale_shards);
   return g_test_run ();
 }

@@ -78,5 +78,11 @@ gboolean       smelt_destination_check_options (SmeltDestination *self,
                                                 GError          **error);
 SMELT_AVAILABLE_IN_ALL
 const char    *smelt_destination_get_name    (SmeltDestination *self);
+SMELT_AVAILABLE_IN_ALL
+void           smelt_destination_replace_pattern (SmeltDestination *self,
+                                                  const char       *glob);
+SMELT_AVAILABLE_IN_ALL
+gboolean       smelt_destination_is_stale    (SmeltDestination *self,
+                                              const char       *path);
 
 G_END_DECLS

@@ -266,6 +266,38 @@ sync_path (const char  *path,
   return FALSE;
 }
 
+/* Files an earlier export left that this one replaces (old shards, an old
+ * index). Only top-level names are considered, and only after the new
+ * files are in place. */
+static gboolean
+remove_stale (SmeltLocalfs  *self,
+              GError       **error)
+{
+  g_autoptr(GDir) dir = g_dir_open (self->path, 0, NULL);
+  g_autoptr(GPtrArray) doomed = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  if (dir == NULL)
+    return TRUE;
+  while ((name = g_dir_read_name (dir)))
+    if (!g_str_has_suffix (name, ".partial") &&
+        smelt_destination_is_stale (SMELT_DESTINATION (self), name))
+      g_ptr_array_add (doomed, g_build_filename (self->path, name, NULL));
+  for (guint i = 0; i < doomed->len; i++)
+    {
+      const char *p = g_ptr_array_index (doomed, i);
+
+      if (g_file_test (p, G_FILE_TEST_IS_REGULAR) && g_unlink (p) != 0)
+        {
+          int saved = errno;
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                       "%s: cannot remove the stale file: %s", p, g_strerror (saved));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 static gboolean
 smelt_localfs_commit (SmeltDestination *dest,
                       const char       *message,
@@ -298,7 +330,8 @@ smelt_localfs_commit (SmeltDestination *dest,
       g_clear_pointer (&e->partial, g_free);
     }
   self->committed = TRUE;
-  return !self->fsync || sync_path (self->path, O_RDONLY | O_DIRECTORY, error);
+  return remove_stale (self, error) &&
+         (!self->fsync || sync_path (self->path, O_RDONLY | O_DIRECTORY, error));
 }
 
 static void

@@ -293,6 +293,18 @@ smelt_merged16_plan (SmeltFormat  *format,
   self->out_dtype = choose_dtype (self, source);
   if (!plan_shards (self, source, max_size, error))
     return FALSE;
+  /* a re-export with other sharding replaces every weight file and index,
+   * as save_pretrained does; a stale index would point at old shards */
+  if (smelt_format_get_destination (format))
+    {
+      SmeltDestination *dest = smelt_format_get_destination (format);
+
+      smelt_destination_replace_pattern (dest, "model.safetensors");
+      smelt_destination_replace_pattern (dest, "model-*-of-*.safetensors");
+      smelt_destination_replace_pattern (dest, "model.safetensors.index.json");
+      smelt_destination_replace_pattern (dest, "pytorch_model*.bin");
+      smelt_destination_replace_pattern (dest, "pytorch_model.bin.index.json");
+    }
   for (guint i = 0; i < self->shards->len; i++)
     {
       Shard *s = g_ptr_array_index (self->shards, i);
