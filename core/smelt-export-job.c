@@ -466,7 +466,18 @@ report (SmeltExportJob *self,
   r->tensor = g_strdup (tensor);
   r->done = done;
   r->total = self->plan_total;
-  g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, deliver_report, r, report_free);
+  /* Always through a source: g_main_context_invoke() would run the report
+   * right here, on the worker, whenever the caller's context happens to be
+   * free to acquire (it is the global default one, between iterations). */
+  {
+    GSource *source = g_idle_source_new ();
+
+    g_source_set_priority (source, G_PRIORITY_DEFAULT);
+    g_source_set_callback (source, deliver_report, r, report_free);
+    g_source_set_static_name (source, "[smelt] export progress");
+    g_source_attach (source, self->context);
+    g_source_unref (source);
+  }
 }
 
 /* ---- preparing ---- */
