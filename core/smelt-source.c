@@ -731,11 +731,15 @@ update_config (Builder  *b,
     }
   if (new_vocab >= 0)
     {
-      for (guint i = 0; i < self->tensors->len; i++)
+      /* only the vocabulary matrices: another matrix may have as many rows
+       * as the old vocabulary by coincidence */
+      const char *vocab_tensors[] = { b->embed_name, "lm_head.weight" };
+
+      for (guint i = 0; i < G_N_ELEMENTS (vocab_tensors); i++)
         {
-          SmeltTensor *t = g_ptr_array_index (self->tensors, i);
-          guint nd;
-          const guint64 *st = smelt_tensor_get_shape (t, &nd);
+          SmeltTensor *t = vocab_tensors[i] ? g_hash_table_lookup (self->by_name, vocab_tensors[i]) : NULL;
+          guint nd = 0;
+          const guint64 *st = t ? smelt_tensor_get_shape (t, &nd) : NULL;
 
           if (nd == 2 && (gint64) st[0] == old_vocab && old_vocab != new_vocab)
             {
