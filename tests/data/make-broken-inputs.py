@@ -489,6 +489,25 @@ def _(d):
                   description="LoRA pair for a module (qkv_proj) the base does not have")
 
 
+@case("adapter-resized-embedding-without-lm-head")
+def _(d):
+    # the base is untied (it has lm_head.weight); the adapter brings an
+    # embedding resized to 400 rows but no lm_head of 400 rows to match
+    path = adapter_path(d)
+    header, data = read_raw(path)
+    rng = np.random.Generator(np.random.PCG64(8))
+    entries = []
+    for k in tensor_names(header):
+        b, e = header[k]["data_offsets"]
+        entries.append(gen.Entry(k, header[k]["dtype"], header[k]["shape"],
+                                 _bytes_producer(np.frombuffer(data[b:e], dtype=np.uint8))))
+    entries.append(gen.entry_from_array("base_model.model.model.embed_tokens.weight", "F32",
+                                        (0.02 * rng.standard_normal((400, 64))).astype(np.float32)))
+    gen.write_safetensors(path, entries, header.get("__metadata__"))
+    return expect(1, ["lm_head.weight", "400"],
+                  description="resized embedding (400 rows) with the base's 384-row lm_head")
+
+
 @case("adapter-peft-type-adalora")
 def _(d):
     edit_adapter_config(d, peft_type="ADALORA")
