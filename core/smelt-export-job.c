@@ -755,6 +755,13 @@ block_free (Block *b,
   g_free (b);
 }
 
+/* Bytes of one row in the tensor's natural dtype. */
+static guint64
+row_bytes_of (SmeltTensor *tensor)
+{
+  return smelt_tensor_get_n_bytes (tensor) / MAX (smelt_tensor_get_n_rows (tensor), 1);
+}
+
 static gboolean
 block_needs_f32 (Block *b,
                  guint  n_formats)
@@ -848,7 +855,7 @@ write_block (SmeltExportJob  *self,
         data = lend_buffer (self, g_steal_pointer (&b->encoded[f]));
       else
         {
-          guint64 row_bytes = smelt_tensor_get_n_bytes (b->tensor) / MAX (smelt_tensor_get_n_rows (b->tensor), 1);
+          guint64 row_bytes = row_bytes_of (b->tensor);
 
           if (stored == NULL)
             stored = smelt_tensor_get_bytes (b->tensor);
@@ -891,8 +898,7 @@ drain_one (SmeltExportJob  *self,
        write_block (self, b, cancellable, error);
   if (ok)
     {
-      p->done_bytes += b->n_rows * (smelt_tensor_get_n_bytes (b->tensor) /
-                                    MAX (smelt_tensor_get_n_rows (b->tensor), 1));
+      p->done_bytes += b->n_rows * row_bytes_of (b->tensor);
       report (self, "exporting", smelt_tensor_get_name (b->tensor), p->done_bytes, FALSE);
       /* drop mapped pages behind the cursor: memory stays bounded even
        * inside a multi-GB embedding; then the tensor's caches */

@@ -508,18 +508,6 @@ _smelt_merged_tensor_add_bias (SmeltMergedTensor *self,
   g_array_append_val (self->biases, bt);
 }
 
-guint
-_smelt_merged_tensor_get_n_terms (SmeltMergedTensor *self)
-{
-  return self->terms->len + self->biases->len;
-}
-
-SmeltTensor *
-_smelt_merged_tensor_get_base (SmeltMergedTensor *self)
-{
-  return self->base;
-}
-
 guint64
 _smelt_rows_per_block (SmeltTensor *tensor,
                        gsize        target_bytes)

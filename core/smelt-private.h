@@ -102,8 +102,6 @@ void         _smelt_merged_tensor_add_term (SmeltMergedTensor   *self,
 void         _smelt_merged_tensor_add_bias (SmeltMergedTensor   *self,
                                             SmeltTensor         *vector,
                                             float                factor);
-guint        _smelt_merged_tensor_get_n_terms (SmeltMergedTensor *self);
-SmeltTensor *_smelt_merged_tensor_get_base (SmeltMergedTensor  *self);
 
 /* Rows per block for a tensor: about @target_bytes of float32, at least 1.
  * Depends only on the tensor, so output is identical at any thread count. */

@@ -275,6 +275,24 @@ lm_head_base (Builder *b)
   return smelt_model_lookup_tensor (b->self->model, b->embed_name);
 }
 
+/* Adapter tensors are read as float32 rows, which F32, F16 and BF16
+ * support; anything else would fail in the middle of the export. */
+static gboolean
+check_float (SmeltAdapter *adapter,
+             SmeltTensor  *t,
+             GError      **error)
+{
+  SmeltDType d = smelt_tensor_get_dtype (t);
+
+  if (d == SMELT_DTYPE_F32 || d == SMELT_DTYPE_F16 || d == SMELT_DTYPE_BF16)
+    return TRUE;
+  g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+               "%s: tensor “%s” is %s; only F32, F16 and BF16 adapter tensors are merged",
+               smelt_adapter_get_path (adapter), smelt_tensor_get_name (t),
+               smelt_dtype_to_string (d));
+  return FALSE;
+}
+
 static gboolean
 add_replacement (Builder       *b,
                  SmeltAdapter  *adapter,
@@ -316,15 +334,8 @@ add_replacement (Builder       *b,
                    smelt_adapter_get_path (adapter), smelt_tensor_get_name (tensor), a, target, c);
       return FALSE;
     }
-  if (!smelt_dtype_is_float (smelt_tensor_get_dtype (tensor)) ||
-      smelt_dtype_get_bits (smelt_tensor_get_dtype (tensor)) < 16)
-    {
-      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
-                   "%s: tensor “%s” is %s; only F32, F16 and BF16 adapter tensors are merged",
-                   smelt_adapter_get_path (adapter), smelt_tensor_get_name (tensor),
-                   smelt_dtype_to_string (smelt_tensor_get_dtype (tensor)));
-      return FALSE;
-    }
+  if (!check_float (adapter, tensor, error))
+    return FALSE;
   e->replacement = g_object_ref (tensor);
   e->replaced_by = smelt_adapter_get_path (adapter);
   e->replacement_is_copy = adapter_saves_module (adapter, target);
@@ -364,22 +375,6 @@ shape_error (SmeltAdapter  *adapter,
                "%s: tensor “%s” has shape %s; as the %s of base tensor %s it must be %s",
                smelt_adapter_get_path (adapter), smelt_tensor_get_name (t), have, what,
                target, need);
-  return FALSE;
-}
-
-static gboolean
-check_float (SmeltAdapter *adapter,
-             SmeltTensor  *t,
-             GError      **error)
-{
-  SmeltDType d = smelt_tensor_get_dtype (t);
-
-  if (d == SMELT_DTYPE_F32 || d == SMELT_DTYPE_F16 || d == SMELT_DTYPE_BF16)
-    return TRUE;
-  g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
-               "%s: tensor “%s” is %s; LoRA tensors must be F32, F16 or BF16",
-               smelt_adapter_get_path (adapter), smelt_tensor_get_name (t),
-               smelt_dtype_to_string (d));
   return FALSE;
 }
 
