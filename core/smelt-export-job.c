@@ -34,6 +34,7 @@ typedef struct {
   SmeltTensor  *tensor;
   guint64       first_row;
   guint64       n_rows;
+  guint64       group;          /* rows per slice are a multiple of this */
   gboolean      last_of_tensor;
   SmeltRows    *wants;          /* per format, shared by a tensor's blocks */
   GByteArray  **encoded;        /* per format */
@@ -787,7 +788,7 @@ work_block (gpointer data,
   Block *b = data;
   SmeltExportJob *self = user_data;
   guint64 row_len = MAX (smelt_tensor_get_row_length (b->tensor), 1);
-  guint64 per_slice = MAX (SLICE_BYTES / (row_len * sizeof (float)), 1);
+  guint64 per_slice = MAX (SLICE_BYTES / (row_len * sizeof (float)) / b->group, 1) * b->group;
   float *rows = _smelt_scratch_get (SMELT_SCRATCH_ROWS, MIN (per_slice, b->n_rows) * row_len * sizeof (float));
   GError *error = NULL;
 
@@ -943,6 +944,36 @@ tensor_wants (SmeltExportJob *self,
   return wants;
 }
 
+static guint64
+gcd64 (guint64 a,
+       guint64 b)
+{
+  while (b != 0)
+    {
+      guint64 t = a % b;
+      a = b;
+      b = t;
+    }
+  return a;
+}
+
+/* The least common multiple of the formats' row groups for @t. */
+static guint64
+tensor_row_group (SmeltExportJob *self,
+                  SmeltTensor    *t,
+                  SmeltRows      *wants)
+{
+  guint64 group = 1;
+
+  for (guint f = 0; f < self->n_formats; f++)
+    if (wants[f] == SMELT_ROWS_F32)
+      {
+        guint64 g = smelt_format_get_row_group (g_ptr_array_index (self->formats, f), t);
+        group = group / gcd64 (group, g) * g;
+      }
+  return group;
+}
+
 static gboolean
 stream_tensors (SmeltExportJob  *self,
                 GCancellable    *cancellable,
@@ -960,8 +991,12 @@ stream_tensors (SmeltExportJob  *self,
       SmeltTensor *t = smelt_source_get_tensor (self->source, i);
       guint64 n_rows = smelt_tensor_get_n_rows (t);
       guint64 per_block = _smelt_rows_per_block (t, BLOCK_BYTES);
+      guint64 group;
       gboolean any;
       SmeltRows *wants = tensor_wants (self, t, &any);
+
+      group = tensor_row_group (self, t, wants);
+      per_block = MAX (per_block / group, 1) * group;
 
       g_ptr_array_add (p.wants, wants);
       if (!any)
@@ -973,6 +1008,7 @@ stream_tensors (SmeltExportJob  *self,
           b->tensor = g_object_ref (t);
           b->first_row = first;
           b->n_rows = MIN (per_block, n_rows - first);
+          b->group = group;
           b->last_of_tensor = first + b->n_rows >= n_rows;
           b->wants = wants;
           b->encoded = g_new0 (GByteArray *, self->n_formats);

@@ -496,6 +496,31 @@ smelt_format_check_options (SmeltFormat  *self,
 }
 
 /**
+ * smelt_format_get_row_group:
+ * @self: a #SmeltFormat
+ * @tensor: a tensor the format wants
+ *
+ * How many consecutive rows of @tensor must reach one call of
+ * smelt_format_encode_rows() together: a format that reorders rows inside
+ * groups (GGUF's Q/K head permutation) asks for whole groups, and every
+ * block and slice of @tensor then starts at a multiple of the group and
+ * holds whole groups. Formats that do not implement the
+ * #SmeltFormatClass.row_group vfunc get 1.
+ *
+ * Returns: the group size in rows, at least 1
+ */
+guint64
+smelt_format_get_row_group (SmeltFormat *self,
+                            SmeltTensor *tensor)
+{
+  SmeltFormatClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), 1);
+  klass = SMELT_FORMAT_GET_CLASS (self);
+  return klass->row_group ? MAX (klass->row_group (self, tensor), 1) : 1;
+}
+
+/**
  * smelt_format_plan_copy:
  * @self: a #SmeltFormat
  * @source_path: (type filename): the local file that will be copied

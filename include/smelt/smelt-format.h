@@ -108,9 +108,11 @@ struct _SmeltFormatClass
                             GError       **error);
   gboolean  (*check_options) (SmeltFormat *self,
                               GError     **error);
+  guint64   (*row_group)   (SmeltFormat   *self,
+                            SmeltTensor   *tensor);
 
   /*< private >*/
-  gpointer padding[11];
+  gpointer padding[10];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -144,6 +146,9 @@ gboolean   smelt_format_finish       (SmeltFormat   *self,
 SMELT_AVAILABLE_IN_ALL
 gboolean   smelt_format_check_options (SmeltFormat  *self,
                                        GError      **error);
+SMELT_AVAILABLE_IN_ALL
+guint64    smelt_format_get_row_group (SmeltFormat  *self,
+                                       SmeltTensor  *tensor);
 
 SMELT_AVAILABLE_IN_ALL
 const char       *smelt_format_get_name        (SmeltFormat      *self);

@@ -12,6 +12,7 @@
 #include <smelt/smelt-utils.h>
 #include <smelt/smelt-tensor.h>
 #include <smelt/smelt-safetensors.h>
+#include <smelt/smelt-gguf.h>
 #include <smelt/smelt-model.h>
 #include <smelt/smelt-adapter.h>
 #include <smelt/smelt-source.h>

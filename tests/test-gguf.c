@@ -1,0 +1,436 @@
+/* test-gguf.c: GGUF layout planner, reader and type table
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <math.h>
+#include <string.h>
+#include <glib/gstdio.h>
+
+#include "smelt-private.h"
+
+typedef struct {
+  char *dir;
+} Fixture;
+
+static void
+fixture_setup (Fixture       *f,
+               gconstpointer  data)
+{
+  f->dir = g_dir_make_tmp ("smelt-test-gguf-XXXXXX", NULL);
+  g_assert_nonnull (f->dir);
+}
+
+static void
+fixture_teardown (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GDir) d = g_dir_open (f->dir, 0, NULL);
+  const char *name;
+
+  while ((name = g_dir_read_name (d)))
+    {
+      g_autofree char *p = g_build_filename (f->dir, name, NULL);
+      g_unlink (p);
+    }
+  g_rmdir (f->dir);
+  g_free (f->dir);
+}
+
+/* Writes the header, then each tensor's bytes (value i+1 repeated) and the
+ * zero padding, as a format plugin streams them. */
+static char *
+write_file (Fixture         *f,
+            const char      *name,
+            SmeltGgufLayout *layout)
+{
+  g_autoptr(GBytes) header = smelt_gguf_layout_get_header (layout);
+  GByteArray *out = g_byte_array_new ();
+  char *path = g_build_filename (f->dir, name, NULL);
+
+  g_byte_array_append (out, g_bytes_get_data (header, NULL), g_bytes_get_size (header));
+  for (guint i = 0; i < smelt_gguf_layout_get_n_tensors (layout); i++)
+    {
+      guint64 size = smelt_gguf_layout_get_tensor_size (layout, i);
+      guint64 at = out->len;
+
+      g_assert_cmpuint (at, ==, smelt_gguf_layout_get_tensor_offset (layout, i));
+      g_byte_array_set_size (out, at + size);
+      memset (out->data + at, i + 1, size);
+      while (out->len % 32 != 0)
+        g_byte_array_append (out, (const guint8 *) "", 1);
+    }
+  g_assert_cmpuint (out->len, ==, smelt_gguf_layout_get_file_size (layout));
+  g_assert_true (g_file_set_contents (path, (const char *) out->data, out->len, NULL));
+  g_byte_array_unref (out);
+  return path;
+}
+
+static SmeltGgufLayout *
+sample_layout (void)
+{
+  SmeltGgufLayout *l = smelt_gguf_layout_new ();
+  const char *tokens[] = { "<s>", "</s>", "héllo", "" };
+  gint32 types[] = { 3, 3, 1, 5 };
+  float scores[] = { 0.f, -1.5f, -2.25f, -10000.f };
+  guint64 ne_emb[] = { 64, 4 };
+  guint64 ne_norm[] = { 64 };
+  guint64 ne_q[] = { 64, 64 };
+
+  smelt_gguf_layout_set_string (l, "general.architecture", "llama");
+  smelt_gguf_layout_set_uint32 (l, "llama.block_count", 1);
+  smelt_gguf_layout_set_float32 (l, "llama.rope.freq_base", 500000.f);
+  smelt_gguf_layout_set_bool (l, "tokenizer.ggml.add_bos_token", TRUE);
+  smelt_gguf_layout_set_int8 (l, "test.i8", -5);
+  smelt_gguf_layout_set_uint64 (l, "test.u64", G_MAXUINT64);
+  smelt_gguf_layout_set_float64 (l, "test.f64", 0.1);
+  smelt_gguf_layout_set_string_array (l, "tokenizer.ggml.tokens", tokens, 4);
+  smelt_gguf_layout_set_array (l, "tokenizer.ggml.token_type", SMELT_GGUF_VALUE_INT32, types, 4);
+  smelt_gguf_layout_set_array (l, "tokenizer.ggml.scores", SMELT_GGUF_VALUE_FLOAT32, scores, 4);
+  g_assert_true (smelt_gguf_layout_add_tensor (l, "token_embd.weight", SMELT_GGML_TYPE_F16, ne_emb, 2, NULL));
+  g_assert_true (smelt_gguf_layout_add_tensor (l, "output_norm.weight", SMELT_GGML_TYPE_F32, ne_norm, 1, NULL));
+  g_assert_true (smelt_gguf_layout_add_tensor (l, "blk.0.attn_q.weight", SMELT_GGML_TYPE_Q8_0, ne_q, 2, NULL));
+  return l;
+}
+
+static void
+test_layout_round_trip (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(SmeltGgufLayout) l = sample_layout ();
+  g_autofree char *path = write_file (f, "a.gguf", l);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmeltGgufFile) file = smelt_gguf_file_new (path, &error);
+  g_autoptr(GVariant) v = NULL;
+  g_autoptr(GBytes) data_q = NULL;
+  g_autofree char *text = NULL;
+  guint64 ne[4];
+  int i;
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (smelt_gguf_file_get_version (file), ==, 3);
+  g_assert_cmpuint (smelt_gguf_file_get_n_kv (file), ==, 10);
+  g_assert_cmpstr (smelt_gguf_file_get_key (file, 0), ==, "general.architecture");
+  g_assert_cmpuint (smelt_gguf_file_get_data_offset (file) % 32, ==, 0);
+
+  i = smelt_gguf_file_find_key (file, "llama.rope.freq_base");
+  g_assert_cmpint (i, ==, 2);
+  g_assert_cmpint (smelt_gguf_file_get_kv_type (file, i), ==, SMELT_GGUF_VALUE_FLOAT32);
+  v = smelt_gguf_file_get_value (file, i);
+  g_assert_cmpfloat (g_variant_get_double (v), ==, 500000.0);
+  g_clear_pointer (&v, g_variant_unref);
+
+  i = smelt_gguf_file_find_key (file, "test.u64");
+  v = smelt_gguf_file_get_value (file, i);
+  g_assert_cmpuint (g_variant_get_uint64 (v), ==, G_MAXUINT64);
+  g_clear_pointer (&v, g_variant_unref);
+
+  i = smelt_gguf_file_find_key (file, "test.i8");
+  v = smelt_gguf_file_get_value (file, i);
+  g_assert_cmpint (g_variant_get_int16 (v), ==, -5);
+  g_clear_pointer (&v, g_variant_unref);
+
+  i = smelt_gguf_file_find_key (file, "tokenizer.ggml.tokens");
+  g_assert_cmpint (smelt_gguf_file_get_array_type (file, i), ==, SMELT_GGUF_VALUE_STRING);
+  g_assert_cmpuint (smelt_gguf_file_get_array_length (file, i), ==, 4);
+  text = smelt_gguf_file_format_value (file, i, 2);
+  g_assert_cmpstr (text, ==, "[4 × string: \"<s>\", \"</s>\", …]");
+  v = smelt_gguf_file_get_value (file, i);
+  {
+    g_autoptr(GVariant) e = g_variant_get_child_value (v, 2);
+    g_autoptr(GVariant) s = g_variant_get_variant (e);
+    g_assert_cmpstr (g_variant_get_string (s, NULL), ==, "héllo");
+  }
+
+  g_assert_cmpuint (smelt_gguf_file_get_n_tensors (file), ==, 3);
+  i = smelt_gguf_file_find_tensor (file, "blk.0.attn_q.weight");
+  g_assert_cmpint (i, ==, 2);
+  g_assert_cmpint (smelt_gguf_file_get_tensor_type (file, i), ==, SMELT_GGML_TYPE_Q8_0);
+  g_assert_cmpuint (smelt_gguf_file_get_tensor_shape (file, i, ne), ==, 2);
+  g_assert_cmpuint (ne[0], ==, 64);
+  g_assert_cmpuint (ne[1], ==, 64);
+  g_assert_cmpuint (ne[2], ==, 1);
+  /* 64 rows × 2 blocks × 34 bytes */
+  g_assert_cmpuint (smelt_gguf_file_get_tensor_size (file, i), ==, 64 * 2 * 34);
+  g_assert_cmpuint (smelt_gguf_file_get_tensor_offset (file, i), ==,
+                    smelt_gguf_layout_get_tensor_offset (l, i));
+  data_q = smelt_gguf_file_get_tensor_data (file, i);
+  g_assert_cmpuint (((const guint8 *) g_bytes_get_data (data_q, NULL))[0], ==, 3);
+}
+
+/* Setting an existing key keeps its place (the converter's dict
+ * semantics); a copy is independent of the template. */
+static void
+test_layout_replace_in_place (void)
+{
+  g_autoptr(SmeltGgufLayout) l = sample_layout ();
+  g_autoptr(SmeltGgufLayout) copy = NULL;
+
+  smelt_gguf_layout_set_uint32 (l, "general.file_type", 1);
+  copy = smelt_gguf_layout_copy (l);
+  smelt_gguf_layout_set_uint32 (copy, "llama.block_count", 7);
+  smelt_gguf_layout_set_uint32 (copy, "general.file_type", 7);
+  g_assert_cmpstr (smelt_gguf_layout_get_key (copy, 1), ==, "llama.block_count");
+  g_assert_cmpuint (smelt_gguf_layout_get_n_kv (copy), ==, smelt_gguf_layout_get_n_kv (l));
+  g_assert_cmpstr (smelt_gguf_layout_get_key (copy, smelt_gguf_layout_get_n_kv (copy) - 1), ==,
+                   "general.file_type");
+  g_assert_true (smelt_gguf_layout_remove (copy, "llama.block_count"));
+  g_assert_false (smelt_gguf_layout_has_key (copy, "llama.block_count"));
+  g_assert_true (smelt_gguf_layout_has_key (l, "llama.block_count"));
+  g_assert_cmpuint (smelt_gguf_layout_get_n_tensors (copy), ==, 3);
+}
+
+static void
+test_layout_rejects (void)
+{
+  g_autoptr(SmeltGgufLayout) l = smelt_gguf_layout_new ();
+  g_autoptr(GError) error = NULL;
+  guint64 ne[] = { 48, 2 };
+  guint64 ok[] = { 64, 2 };
+  char name[80];
+
+  memset (name, 'x', 64);
+  name[64] = '\0';
+  g_assert_false (smelt_gguf_layout_add_tensor (l, name, SMELT_GGML_TYPE_F32, ok, 2, &error));
+  g_assert_nonnull (strstr (error->message, "63"));
+  g_clear_error (&error);
+  name[63] = '\0';
+  g_assert_true (smelt_gguf_layout_add_tensor (l, name, SMELT_GGML_TYPE_F32, ok, 2, &error));
+  g_assert_false (smelt_gguf_layout_add_tensor (l, name, SMELT_GGML_TYPE_F32, ok, 2, &error));
+  g_assert_nonnull (strstr (error->message, "twice"));
+  g_clear_error (&error);
+  /* 48 does not split into Q8_0 blocks of 32 */
+  g_assert_false (smelt_gguf_layout_add_tensor (l, "a", SMELT_GGML_TYPE_Q8_0, ne, 2, &error));
+  g_assert_nonnull (strstr (error->message, "blocks of 32"));
+  g_clear_error (&error);
+  g_assert_false (smelt_gguf_layout_add_tensor (l, "b", SMELT_GGML_TYPE_F32, ok, 5, &error));
+  g_clear_error (&error);
+}
+
+static char *
+write_bytes (Fixture      *f,
+             const char   *name,
+             const guint8 *data,
+             gsize         len)
+{
+  char *path = g_build_filename (f->dir, name, NULL);
+
+  g_assert_true (g_file_set_contents (path, (const char *) data, len, NULL));
+  return path;
+}
+
+static void
+expect_invalid (Fixture      *f,
+                const guint8 *data,
+                gsize         len,
+                const char   *fragment)
+{
+  g_autofree char *path = write_bytes (f, "bad.gguf", data, len);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmeltGgufFile) file = smelt_gguf_file_new (path, &error);
+
+  g_assert_null (file);
+  g_assert_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, path));
+  if (fragment != NULL && strstr (error->message, fragment) == NULL)
+    g_error ("expected “%s” in: %s", fragment, error->message);
+}
+
+/* Every truncation of a valid file is refused, never read past the end. */
+static void
+test_reader_truncated (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autoptr(SmeltGgufLayout) l = sample_layout ();
+  g_autofree char *path = write_file (f, "a.gguf", l);
+  g_autofree char *contents = NULL;
+  gsize len;
+
+  g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
+  for (gsize cut = 0; cut < len; cut += (cut < 600 ? 1 : 97))
+    expect_invalid (f, (const guint8 *) contents, cut, NULL);
+}
+
+/* Patches one field of a valid file and expects a specific complaint. */
+static void
+test_reader_lies (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(SmeltGgufLayout) l = smelt_gguf_layout_new ();
+  guint64 ne[] = { 32, 2 };
+  g_autoptr(GBytes) header = NULL;
+  g_autofree guint8 *buf = NULL;
+  gsize hlen, flen;
+  guint64 big = G_MAXUINT64 / 2;
+
+  smelt_gguf_layout_set_bool (l, "a.flag", TRUE);
+  smelt_gguf_layout_set_string (l, "general.alignment_", "x");
+  g_assert_true (smelt_gguf_layout_add_tensor (l, "t", SMELT_GGML_TYPE_F32, ne, 2, NULL));
+  header = smelt_gguf_layout_get_header (l);
+  hlen = g_bytes_get_size (header);
+  flen = smelt_gguf_layout_get_file_size (l);
+  buf = g_malloc0 (flen);
+  memcpy (buf, g_bytes_get_data (header, NULL), hlen);
+
+#define PATCH(at, value, len, frag) \
+  G_STMT_START { \
+    g_autofree guint8 *copy = g_memdup2 (buf, flen); \
+    memcpy (copy + (at), (value), (len)); \
+    expect_invalid (f, copy, flen, frag); \
+  } G_STMT_END
+
+  /* layout: magic 0, version 4, n_tensors 8, n_kv 16, key "a.flag" at 24
+   * (len 8 + 6), type at 38, bool at 42 */
+  PATCH (0, "GGUG", 4, "magic");
+  PATCH (4, "\x07\0\0\0", 4, "version 7");
+  PATCH (8, &big, 8, "cannot fit");
+  PATCH (42, "\x02", 1, "bool of value 2");
+  PATCH (38, "\x0d\0\0\0", 4, "unknown type 13");
+  PATCH (24, "\0\0\0\0\0\0\0\0", 8, "empty");
+  PATCH (34, "\0", 1, "NUL");
+  /* second key becomes "a.flag" too */
+  PATCH (24 + 8 + 6 + 4 + 1 + 8, "a.flag\0\0\0\0\0\0\0\0\0\0\0\0", 18, NULL);
+
+  {
+    /* the tensor's offset (last 8 bytes of its info) lies */
+    gsize info_end = hlen;
+    guint64 off = 32;
+
+    while (info_end > 0 && buf[info_end - 1] == 0)
+      info_end--;
+    /* offset is 0 in the file: find "t" name then skip fields */
+    for (gsize p = 0; p + 9 < hlen; p++)
+      if (memcmp (buf + p, "\x01\0\0\0\0\0\0\0t", 9) == 0)
+        {
+          gsize at = p + 9 + 4 + 16 + 4;
+          PATCH (at, &off, 8, "expected 0");
+          off = 1;
+          PATCH (at - 4, "\x0c\0\0\0", 4, "blocks");   /* q4_K with rows of 32 */
+          PATCH (p + 9, "\x05\0\0\0", 4, "dimensions");
+          break;
+        }
+  }
+  /* data cut short */
+  expect_invalid (f, buf, flen - 1, "past the end");
+#undef PATCH
+}
+
+static void
+test_reader_nested_array (Fixture       *f,
+                          gconstpointer  data)
+{
+  GByteArray *b = g_byte_array_new ();
+  guint32 u32;
+  guint64 u64;
+
+#define PUT(v) g_byte_array_append (b, (const guint8 *) &(v), sizeof (v))
+  g_byte_array_append (b, (const guint8 *) "GGUF", 4);
+  u32 = 3; PUT (u32);
+  u64 = 0; PUT (u64);
+  u64 = 1; PUT (u64);
+  u64 = 1; PUT (u64);
+  g_byte_array_append (b, (const guint8 *) "k", 1);
+  u32 = SMELT_GGUF_VALUE_ARRAY; PUT (u32);
+  u32 = SMELT_GGUF_VALUE_ARRAY; PUT (u32);
+  u64 = 0; PUT (u64);
+#undef PUT
+  expect_invalid (f, b->data, b->len, "nested");
+  g_byte_array_unref (b);
+}
+
+static void
+test_types (void)
+{
+  g_assert_cmpuint (smelt_ggml_type_row_size (SMELT_GGML_TYPE_Q8_0, 4096), ==, 128 * 34);
+  g_assert_cmpuint (smelt_ggml_type_row_size (SMELT_GGML_TYPE_Q4_K, 4096), ==, 16 * 144);
+  g_assert_cmpuint (smelt_ggml_type_row_size (SMELT_GGML_TYPE_Q4_K, 896), ==, 0);
+  g_assert_cmpuint (smelt_ggml_type_row_size (SMELT_GGML_TYPE_BF16, 3), ==, 6);
+  g_assert_cmpstr (smelt_ggml_type_get_name (SMELT_GGML_TYPE_Q6_K), ==, "q6_K");
+  g_assert_false (smelt_ggml_type_is_known (4));
+  g_assert_true (smelt_ggml_type_can_encode (SMELT_GGML_TYPE_Q8_0));
+  g_assert_false (smelt_ggml_type_can_encode (SMELT_GGML_TYPE_Q4_K));
+}
+
+/* Q8_0 by hand: amax 2.54 → d = 0.02 (fp16 0x251f), q = roundf(x/d) with
+ * halves away from zero. Byte equality with ggml itself is checked by the
+ * llama.cpp harness test. */
+static void
+test_q8_0_hand (void)
+{
+  float x[32] = { 0 };
+  guint8 out[34];
+  float d = 2.54f / 127;
+  float id = 1.0f / d;
+  guint16 d16;
+
+  x[0] = 2.54f;
+  x[1] = -2.54f;
+  x[2] = 0.5f * d;    /* exactly half a step: away from zero → 1 */
+  x[3] = -1.5f * d;   /* → -2 */
+  x[4] = 0.01f;
+  g_assert_true (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q8_0, x, 1, 32, out));
+  smelt_convert_f32_to_f16 (&d, &d16, 1);
+  g_assert_cmpuint (out[0] | out[1] << 8, ==, d16);
+  g_assert_cmpint ((gint8) out[2], ==, 127);
+  g_assert_cmpint ((gint8) out[3], ==, -127);
+  g_assert_cmpint ((gint8) out[4], ==, (int) roundf (x[2] * id));
+  g_assert_cmpint ((gint8) out[5], ==, (int) roundf (x[3] * id));
+  g_assert_cmpint ((gint8) out[6], ==, (int) roundf (0.01f * id));
+  for (int j = 5; j < 32; j++)
+    g_assert_cmpint ((gint8) out[2 + j], ==, 0);
+
+  /* all zero: d = 0, q = 0 */
+  memset (x, 0, sizeof x);
+  g_assert_true (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q8_0, x, 1, 32, out));
+  for (int j = 0; j < 34; j++)
+    g_assert_cmpuint (out[j], ==, 0);
+  /* rows that do not split into blocks are refused */
+  g_assert_false (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q8_0, x, 1, 16, out));
+}
+
+/* roundf semantics over many values, including the exact halves and the
+ * float just below a half, which a naive floor(x + 0.5) gets wrong. */
+static void
+test_q8_0_rounding (void)
+{
+  GRand *r = g_rand_new_with_seed (7);
+
+  for (int iter = 0; iter < 2000; iter++)
+    {
+      float x[32];
+      guint8 out[34];
+      float amax = 0, d, id;
+
+      for (int j = 0; j < 32; j++)
+        {
+          x[j] = (float) g_rand_double_range (r, -3, 3);
+          if (iter % 3 == 0 && j > 0)
+            x[j] = nextafterf (((int) (x[j] * 10) + 0.5f) / 10.f, 0);
+        }
+      for (int j = 0; j < 32; j++)
+        amax = MAX (amax, fabsf (x[j]));
+      d = amax / 127;
+      id = d != 0 ? 1.0f / d : 0;
+      g_assert_true (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q8_0, x, 1, 32, out));
+      for (int j = 0; j < 32; j++)
+        g_assert_cmpint ((gint8) out[2 + j], ==, (int) roundf (x[j] * id));
+    }
+  g_rand_free (r);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add ("/gguf/layout/round-trip", Fixture, NULL, fixture_setup, test_layout_round_trip, fixture_teardown);
+  g_test_add_func ("/gguf/layout/replace-in-place", test_layout_replace_in_place);
+  g_test_add_func ("/gguf/layout/rejects", test_layout_rejects);
+  g_test_add ("/gguf/reader/truncated", Fixture, NULL, fixture_setup, test_reader_truncated, fixture_teardown);
+  g_test_add ("/gguf/reader/lies", Fixture, NULL, fixture_setup, test_reader_lies, fixture_teardown);
+  g_test_add ("/gguf/reader/nested-array", Fixture, NULL, fixture_setup, test_reader_nested_array, fixture_teardown);
+  g_test_add_func ("/gguf/types", test_types);
+  g_test_add_func ("/gguf/q8_0/hand", test_q8_0_hand);
+  g_test_add_func ("/gguf/q8_0/rounding", test_q8_0_rounding);
+  return g_test_run ();
+}
