@@ -159,14 +159,22 @@ smelt_ggml_type_can_encode (SmeltGgmlType type)
     }
 }
 
-/* C's roundf (half away from zero), without the libm call: the quantizer
- * rounds every element of every weight through it. |x| ≤ 128 here, so the
- * int conversion is exact and x - trunc(x) is exact. */
+/* C's roundf (half away from zero) then ggml's conversion to int8,
+ * without the libm call: the quantizer rounds every element of every
+ * weight through it. For finite scales |x| ≤ 128, so the int conversion
+ * and x - trunc(x) are exact. A subnormal block maximum makes 1/d
+ * infinite: ggml then converts ±inf or NaN, which x86 turns into
+ * INT_MIN (stored byte 0); do the same, defined. */
 static inline int
 round_half_away (float x)
 {
-  int i = (int) x;
-  float frac = x - (float) i;
+  int i;
+  float frac;
+
+  if (!(fabsf (x) < 2147483648.0f))
+    return G_MININT32;
+  i = (int) x;
+  frac = x - (float) i;
 
   if (frac >= 0.5f)
     i++;

@@ -213,6 +213,131 @@ inspect_adapter (const char *path,
   return SMELT_EXIT_OK;
 }
 
+static void
+add_gguf_json (JsonBuilder   *b,
+               SmeltGgufFile *file)
+{
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "kind");
+  json_builder_add_string_value (b, "gguf");
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, smelt_gguf_file_get_version (file));
+  json_builder_set_member_name (b, "metadata");
+  json_builder_begin_object (b);
+  for (guint i = 0; i < smelt_gguf_file_get_n_kv (file); i++)
+    {
+      g_autoptr(GVariant) v = smelt_gguf_file_get_value (file, i);
+
+      json_builder_set_member_name (b, smelt_gguf_file_get_key (file, i));
+      json_builder_add_value (b, json_gvariant_serialize (v));
+    }
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "tensors");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < smelt_gguf_file_get_n_tensors (file); i++)
+    {
+      guint64 ne[4];
+      guint n = smelt_gguf_file_get_tensor_shape (file, i, ne);
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, smelt_gguf_file_get_tensor_name (file, i));
+      json_builder_set_member_name (b, "type");
+      json_builder_add_string_value (b, smelt_ggml_type_get_name (smelt_gguf_file_get_tensor_type (file, i)));
+      json_builder_set_member_name (b, "ne");
+      json_builder_begin_array (b);
+      for (guint d = 0; d < n; d++)
+        json_builder_add_int_value (b, (gint64) ne[d]);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "offset");
+      json_builder_add_int_value (b, (gint64) smelt_gguf_file_get_tensor_offset (file, i));
+      json_builder_set_member_name (b, "size");
+      json_builder_add_int_value (b, (gint64) smelt_gguf_file_get_tensor_size (file, i));
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+}
+
+/* Counts tensors per type, for the one-line summary people look for:
+ * "q8_0: 154, f32: 65". */
+static char *
+gguf_type_summary (SmeltGgufFile *file)
+{
+  guint counts[64] = { 0 };
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; i < smelt_gguf_file_get_n_tensors (file); i++)
+    counts[MIN ((guint) smelt_gguf_file_get_tensor_type (file, i), 63)]++;
+  for (guint t = 0; t < G_N_ELEMENTS (counts); t++)
+    if (counts[t] > 0)
+      g_string_append_printf (s, "%s%s: %u", s->len ? ", " : "", smelt_ggml_type_get_name (t), counts[t]);
+  return g_string_free (s, FALSE);
+}
+
+static void
+print_gguf (SmeltGgufFile *file,
+            const char    *path)
+{
+  g_autofree char *summary = gguf_type_summary (file);
+  guint64 total = 0;
+  g_autofree char *size = NULL;
+
+  for (guint i = 0; i < smelt_gguf_file_get_n_tensors (file); i++)
+    total += smelt_gguf_file_get_tensor_size (file, i);
+  size = smelt_format_size (total);
+  printf ("GGUF v%u %s: %u keys, %u tensors (%s of data; %s)\n", smelt_gguf_file_get_version (file),
+          path, smelt_gguf_file_get_n_kv (file), smelt_gguf_file_get_n_tensors (file), size, summary);
+  for (guint i = 0; i < smelt_gguf_file_get_n_kv (file); i++)
+    {
+      g_autofree char *value = smelt_gguf_file_format_value (file, i, 8);
+
+      /* chat templates run to kilobytes: keep the listing readable */
+      if (g_utf8_strlen (value, -1) > 200)
+        {
+          char *end = g_utf8_offset_to_pointer (value, 197);
+          strcpy (end, "…");
+        }
+      printf ("  %-45s %s\n", smelt_gguf_file_get_key (file, i), value);
+    }
+  for (guint i = 0; i < smelt_gguf_file_get_n_tensors (file); i++)
+    {
+      guint64 ne[4];
+      guint n = smelt_gguf_file_get_tensor_shape (file, i, ne);
+      GString *s = g_string_new (NULL);
+
+      for (guint d = 0; d < n; d++)
+        g_string_append_printf (s, "%s%" G_GUINT64_FORMAT, d ? ", " : "", ne[d]);
+      printf ("  %-45s %-6s [%s]\n", smelt_gguf_file_get_tensor_name (file, i),
+              smelt_ggml_type_get_name (smelt_gguf_file_get_tensor_type (file, i)), s->str);
+      g_string_free (s, TRUE);
+    }
+}
+
+static int
+inspect_gguf (const char *path,
+              gboolean    json)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmeltGgufFile) file = smelt_gguf_file_new (path, &error);
+
+  if (file == NULL)
+    {
+      fprintf (stderr, "smelt: error: %s\n", error->message);
+      return SMELT_EXIT_FAILED;
+    }
+  if (json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+
+      add_gguf_json (b, file);
+      emit_json (b);
+    }
+  else
+    print_gguf (file, path);
+  return SMELT_EXIT_OK;
+}
+
 int
 smelt_tool_inspect (const char *path,
                     gboolean    json)
@@ -227,10 +352,12 @@ smelt_tool_inspect (const char *path,
     }
   if (g_str_has_suffix (path, ".safetensors"))
     return inspect_safetensors (path, json);
+  if (g_str_has_suffix (path, ".gguf"))
+    return inspect_gguf (path, json);
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
     fprintf (stderr, "smelt: error: %s: no such file or directory\n", path);
   else
-    fprintf (stderr, "smelt: error: %s: not a model directory, adapter directory or "
-             ".safetensors file (GGUF inspection comes with the gguf-quant plugin)\n", path);
+    fprintf (stderr, "smelt: error: %s: not a model directory, adapter directory, "
+             ".safetensors or .gguf file\n", path);
   return SMELT_EXIT_FAILED;
 }

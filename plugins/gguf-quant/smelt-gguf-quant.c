@@ -1,0 +1,1065 @@
+/* smelt-gguf-quant.c: the gguf-quant format
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+
+#include <smelt/smelt.h>
+
+#include "smelt-gguf-arch.h"
+#include "smelt-gguf-vocab.h"
+
+/* Writes GGUF v3 files for llama.cpp straight from the Hugging Face model,
+ * with the adapters merged on the fly: one file (or one set of split
+ * files) per requested type, all from the same single pass over the
+ * weights. Every file's metadata and tensor infos are planned before any
+ * data, so each streams to its destination in order, without seeking and
+ * without an intermediate 16-bit model.
+ *
+ * What goes in the files follows the reference convert_hf_to_gguf.py of
+ * the llama.cpp in node-llama-cpp 3.22.1: the architecture module
+ * (smelt-gguf-arch.c) maps names, keys and per-tensor rules, the
+ * vocabulary module (smelt-gguf-vocab.c) the tokenizer keys. */
+
+typedef struct {
+  const char    *name;      /* as in file names: NAME.Q8_0.gguf */
+  SmeltGgmlType  type;      /* for tensors the converter does not force to F32 */
+  guint32        ftype;     /* general.file_type (llama_ftype) */
+} OutputType;
+
+static const OutputType output_types[] = {
+  { "F32",  SMELT_GGML_TYPE_F32,  0 },
+  { "F16",  SMELT_GGML_TYPE_F16,  1 },
+  { "BF16", SMELT_GGML_TYPE_BF16, 32 },
+  { "Q8_0", SMELT_GGML_TYPE_Q8_0, 7 },
+};
+
+typedef struct {
+  char            *path;
+  SmeltGgufLayout *layout;
+  guint64          written;
+} Shard;
+
+/* One requested type: its files and its cursor through the tensors. */
+typedef struct {
+  const OutputType *kind;
+  GPtrArray        *shards;        /* Shard */
+  SmeltGgmlType    *tensor_type;   /* per plan tensor */
+  guint            *tensor_shard;  /* per plan tensor */
+  guint64          *tensor_size;   /* per plan tensor */
+  guint             next;          /* plan tensor being written */
+  guint64           tensor_written;
+  Shard            *open;
+  GOutputStream    *out;
+} Output;
+
+#define SMELT_TYPE_GGUF_QUANT (smelt_gguf_quant_get_type ())
+G_DECLARE_FINAL_TYPE (SmeltGgufQuant, smelt_gguf_quant, SMELT, GGUF_QUANT, SmeltFormat)
+
+struct _SmeltGgufQuant
+{
+  SmeltFormat         parent_instance;
+
+  /* options */
+  char               *types;
+  char               *name;
+  char               *max_file_size;
+  char               *model_name;
+  char               *author;
+  char               *organization;
+  char               *version;
+  char               *finetune;
+  char               *description;
+  char               *license;
+  char              **base_models;
+  char              **tags;
+  char              **languages;
+
+  /* plan */
+  SmeltGgufArchPlan  *plan;
+  SmeltGgufVocab     *vocab;
+  GHashTable         *index_of;    /* source tensor name → plan index + 1 */
+  GPtrArray          *outputs;     /* Output */
+};
+
+enum {
+  PROP_0,
+  PROP_TYPES,
+  PROP_NAME,
+  PROP_MAX_FILE_SIZE,
+  PROP_MODEL_NAME,
+  PROP_AUTHOR,
+  PROP_ORGANIZATION,
+  PROP_VERSION,
+  PROP_FINETUNE,
+  PROP_DESCRIPTION,
+  PROP_LICENSE,
+  PROP_BASE_MODELS,
+  PROP_TAGS,
+  PROP_LANGUAGES,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (SmeltGgufQuant, smelt_gguf_quant, SMELT_TYPE_FORMAT)
+
+static void
+shard_free (gpointer data)
+{
+  Shard *s = data;
+
+  g_free (s->path);
+  g_clear_object (&s->layout);
+  g_free (s);
+}
+
+static void
+output_free (gpointer data)
+{
+  Output *o = data;
+
+  g_ptr_array_unref (o->shards);
+  g_free (o->tensor_type);
+  g_free (o->tensor_shard);
+  g_free (o->tensor_size);
+  g_clear_object (&o->out);
+  g_free (o);
+}
+
+static void
+smelt_gguf_quant_finalize (GObject *object)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (object);
+
+  g_free (self->types);
+  g_free (self->name);
+  g_free (self->max_file_size);
+  g_free (self->model_name);
+  g_free (self->author);
+  g_free (self->organization);
+  g_free (self->version);
+  g_free (self->finetune);
+  g_free (self->description);
+  g_free (self->license);
+  g_strfreev (self->base_models);
+  g_strfreev (self->tags);
+  g_strfreev (self->languages);
+  g_clear_pointer (&self->plan, smelt_gguf_arch_plan_free);
+  g_clear_pointer (&self->vocab, smelt_gguf_vocab_free);
+  g_hash_table_unref (self->index_of);
+  g_ptr_array_unref (self->outputs);
+  G_OBJECT_CLASS (smelt_gguf_quant_parent_class)->finalize (object);
+}
+
+static char **
+string_slot (SmeltGgufQuant *self,
+             guint           prop_id)
+{
+  switch (prop_id)
+    {
+    case PROP_TYPES: return &self->types;
+    case PROP_NAME: return &self->name;
+    case PROP_MAX_FILE_SIZE: return &self->max_file_size;
+    case PROP_MODEL_NAME: return &self->model_name;
+    case PROP_AUTHOR: return &self->author;
+    case PROP_ORGANIZATION: return &self->organization;
+    case PROP_VERSION: return &self->version;
+    case PROP_FINETUNE: return &self->finetune;
+    case PROP_DESCRIPTION: return &self->description;
+    case PROP_LICENSE: return &self->license;
+    default: return NULL;
+    }
+}
+
+static char ***
+strv_slot (SmeltGgufQuant *self,
+           guint           prop_id)
+{
+  switch (prop_id)
+    {
+    case PROP_BASE_MODELS: return &self->base_models;
+    case PROP_TAGS: return &self->tags;
+    case PROP_LANGUAGES: return &self->languages;
+    default: return NULL;
+    }
+}
+
+static void
+smelt_gguf_quant_get_property (GObject    *object,
+                               guint       prop_id,
+                               GValue     *value,
+                               GParamSpec *pspec)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (object);
+  char **s = string_slot (self, prop_id);
+  char ***v = strv_slot (self, prop_id);
+
+  if (s != NULL)
+    g_value_set_string (value, *s);
+  else if (v != NULL)
+    g_value_set_boxed (value, *v);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+smelt_gguf_quant_set_property (GObject      *object,
+                               guint         prop_id,
+                               const GValue *value,
+                               GParamSpec   *pspec)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (object);
+  char **s = string_slot (self, prop_id);
+  char ***v = strv_slot (self, prop_id);
+
+  if (s != NULL)
+    {
+      g_free (*s);
+      *s = g_value_dup_string (value);
+    }
+  else if (v != NULL)
+    {
+      g_strfreev (*v);
+      *v = g_value_dup_boxed (value);
+    }
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+/* ---- options ----------------------------------------------------------- */
+
+static const OutputType *
+find_output_type (const char *name)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (output_types); i++)
+    if (g_ascii_strcasecmp (name, output_types[i].name) == 0)
+      return &output_types[i];
+  return NULL;
+}
+
+/* Splits Types on ';', ',' or spaces; "auto" stays a NULL entry until
+ * the model is known. */
+static gboolean
+parse_types (const char  *text,
+             GPtrArray   *out,
+             gboolean    *has_auto,
+             GError     **error)
+{
+  g_auto(GStrv) parts = g_regex_split_simple ("[;,\\s]+", text ? text : "", 0, 0);
+
+  *has_auto = FALSE;
+  for (guint i = 0; parts[i] != NULL; i++)
+    {
+      const OutputType *t;
+
+      if (*parts[i] == '\0')
+        continue;
+      if (g_ascii_strcasecmp (parts[i], "auto") == 0)
+        {
+          *has_auto = TRUE;
+          continue;
+        }
+      t = find_output_type (parts[i]);
+      if (t == NULL)
+        {
+          g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                       "Types: unknown GGUF type “%s”; this version writes f32, f16, bf16, "
+                       "q8_0 and auto (the model's own 16-bit type)", parts[i]);
+          return FALSE;
+        }
+      if (!g_ptr_array_find (out, t, NULL))
+        g_ptr_array_add (out, (gpointer) t);
+    }
+  if (out->len == 0 && !*has_auto)
+    {
+      g_set_error_literal (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                           "Types: no type given; use e.g. Types=f16;q8_0");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_name (const char  *name,
+            GError     **error)
+{
+  if (name == NULL || *name == '\0')
+    return TRUE;
+  if (strchr (name, '/') != NULL || strcmp (name, ".") == 0 || strcmp (name, "..") == 0 ||
+      !g_utf8_validate (name, -1, NULL))
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "Name: “%s” is not a file name stem (no “/”)", name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* 0 (the default) or empty: never split */
+static gboolean
+parse_max_size (const char  *text,
+                guint64     *size,
+                GError     **error)
+{
+  *size = 0;
+  if (text == NULL || *text == '\0' || strcmp (text, "0") == 0)
+    return TRUE;
+  if (smelt_parse_size (text, size, error))
+    return TRUE;
+  g_prefix_error (error, "MaxFileSize: ");
+  return FALSE;
+}
+
+static gboolean
+smelt_gguf_quant_check_options (SmeltFormat  *format,
+                                GError      **error)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
+  g_autoptr(GPtrArray) types = g_ptr_array_new ();
+  gboolean has_auto;
+  guint64 size;
+
+  return parse_types (self->types, types, &has_auto, error) &&
+         check_name (self->name, error) &&
+         parse_max_size (self->max_file_size, &size, error);
+}
+
+/* ---- general.* metadata ------------------------------------------------ */
+
+/* A Hugging Face repo id ("org/name"), never a local path: metadata must
+ * not leak where the user keeps files. */
+static gboolean
+is_repo_id (const char *s)
+{
+  return s != NULL && g_regex_match_simple ("^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                            s, 0, 0) &&
+         !g_str_has_suffix (s, "/.") && strstr (s, "..") == NULL;
+}
+
+static const char *
+config_string (SmeltSource *source,
+               const char  *member)
+{
+  JsonObject *config = smelt_source_get_config (source);
+  JsonNode *node = config ? json_object_get_member (config, member) : NULL;
+
+  return node && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING
+    ? json_node_get_string (node) : NULL;
+}
+
+/* general.name: the recipe's, else the repo id's last part from
+ * config.json, else the model directory's own name (as the converter
+ * does; only the last path component, never the path). */
+static char *
+model_display_name (SmeltGgufQuant *self,
+                    SmeltSource    *source)
+{
+  const char *id = config_string (source, "_name_or_path");
+
+  if (self->model_name && *self->model_name)
+    return g_strdup (self->model_name);
+  if (is_repo_id (id))
+    return g_strdup (strchr (id, '/') + 1);
+  return g_path_get_basename (smelt_model_get_path (smelt_source_get_model (source)));
+}
+
+/* The converter's size label: 1.1B, 135M, 7.2K (model_weight_count_
+ * rounded_notation with two significant digits at least). */
+static char *
+size_label (guint64 n_params)
+{
+  double scaled;
+  const char *suffix;
+  char digits[64];
+  int fix;
+
+  if (n_params > 1e12)
+    scaled = n_params * 1e-12, suffix = "T";
+  else if (n_params > 1e9)
+    scaled = n_params * 1e-9, suffix = "B";
+  else if (n_params > 1e6)
+    scaled = n_params * 1e-6, suffix = "M";
+  else
+    scaled = n_params * 1e-3, suffix = "K";
+  /* len(str(round(x)).lstrip('0')) */
+  g_snprintf (digits, sizeof digits, "%.0f", scaled);
+  fix = MAX (2 - (int) strlen (digits[0] == '0' ? digits + 1 : digits), 0);
+  return g_strdup_printf ("%.*f%s", fix, scaled, suffix);
+}
+
+static guint64
+count_parameters (SmeltGgufArchPlan *plan)
+{
+  guint64 n = 0;
+
+  for (guint i = 0; i < plan->tensors->len; i++)
+    {
+      SmeltGgufTensor *t = g_ptr_array_index (plan->tensors, i);
+      guint64 e = 1;
+
+      for (guint d = 0; d < t->n_dims; d++)
+        e *= t->ne[d];
+      n += e;
+    }
+  return n;
+}
+
+static void
+set_if (SmeltGgufLayout *layout,
+        const char      *key,
+        const char      *value)
+{
+  if (value != NULL && *value != '\0')
+    smelt_gguf_layout_set_string (layout, key, value);
+}
+
+static void
+set_strv (SmeltGgufLayout  *layout,
+          const char       *key,
+          char            **values)
+{
+  if (values != NULL && values[0] != NULL)
+    smelt_gguf_layout_set_string_array (layout, key, (const char * const *) values,
+                                        g_strv_length (values));
+}
+
+/* general.sampling.* from generation_config.json, as the 2026 converter
+ * writes them (only the keys present, with its types). */
+static void
+write_sampling (SmeltGgufLayout *layout,
+                SmeltSource     *source)
+{
+  static const struct { const char *json, *key; gboolean is_int; } map[] = {
+    { "sequence", NULL, FALSE },
+    { "top_k", "general.sampling.top_k", TRUE },
+    { "top_p", "general.sampling.top_p", FALSE },
+    { "min_p", "general.sampling.min_p", FALSE },
+    { "xtc_probability", "general.sampling.xtc_probability", FALSE },
+    { "xtc_threshold", "general.sampling.xtc_threshold", FALSE },
+    { "temperature", "general.sampling.temp", FALSE },
+    { "penalty_last_n", "general.sampling.penalty_last_n", TRUE },
+    { "repetition_penalty", "general.sampling.penalty_repeat", FALSE },
+    { "mirostat", "general.sampling.mirostat", TRUE },
+    { "mirostat_tau", "general.sampling.mirostat_tau", FALSE },
+    { "mirostat_eta", "general.sampling.mirostat_eta", FALSE },
+  };
+  JsonObject *gen = smelt_model_get_generation_config (smelt_source_get_model (source));
+
+  if (gen == NULL)
+    return;
+  if (json_object_has_member (gen, "sequence") &&
+      JSON_NODE_HOLDS_VALUE (json_object_get_member (gen, "sequence")) &&
+      json_node_get_value_type (json_object_get_member (gen, "sequence")) == G_TYPE_STRING)
+    smelt_gguf_layout_set_string (layout, "general.sampling.sequence",
+                                  json_object_get_string_member (gen, "sequence"));
+  for (gsize i = 1; i < G_N_ELEMENTS (map); i++)
+    {
+      JsonNode *n = json_object_get_member (gen, map[i].json);
+      GType vt;
+
+      if (n == NULL && strcmp (map[i].json, "repetition_penalty") == 0)
+        n = json_object_get_member (gen, "penalty_repeat");
+      if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
+        continue;
+      vt = json_node_get_value_type (n);
+      if (vt != G_TYPE_INT64 && vt != G_TYPE_DOUBLE)
+        continue;
+      if (map[i].is_int)
+        smelt_gguf_layout_set_int32 (layout, map[i].key, (gint32) json_node_get_int (n));
+      else
+        smelt_gguf_layout_set_float32 (layout, map[i].key, (float) json_node_get_double (n));
+    }
+}
+
+static void
+write_base_models (SmeltGgufQuant  *self,
+                   SmeltGgufLayout *layout)
+{
+  guint n = self->base_models ? g_strv_length (self->base_models) : 0;
+
+  if (n == 0)
+    return;
+  smelt_gguf_layout_set_uint32 (layout, "general.base_model.count", n);
+  for (guint i = 0; i < n; i++)
+    {
+      const char *id = self->base_models[i];
+      const char *slash = strchr (id, '/');
+      g_autofree char *k_name = g_strdup_printf ("general.base_model.%u.name", i);
+      g_autofree char *k_org = g_strdup_printf ("general.base_model.%u.organization", i);
+      g_autofree char *k_url = g_strdup_printf ("general.base_model.%u.repo_url", i);
+
+      smelt_gguf_layout_set_string (layout, k_name, slash ? slash + 1 : id);
+      if (slash != NULL)
+        {
+          g_autofree char *org = g_strndup (id, slash - id);
+          smelt_gguf_layout_set_string (layout, k_org, org);
+        }
+      if (is_repo_id (id))
+        {
+          g_autofree char *url = g_strconcat ("https://huggingface.co/", id, NULL);
+          smelt_gguf_layout_set_string (layout, k_url, url);
+        }
+    }
+}
+
+static void
+write_general (SmeltGgufQuant  *self,
+               SmeltSource     *source,
+               SmeltGgufLayout *layout)
+{
+  g_autofree char *name = model_display_name (self, source);
+  g_autofree char *label = size_label (count_parameters (self->plan));
+
+  write_sampling (layout, source);
+  smelt_gguf_layout_set_string (layout, "general.name", name);
+  set_if (layout, "general.author", self->author);
+  set_if (layout, "general.version", self->version);
+  set_if (layout, "general.organization", self->organization);
+  set_if (layout, "general.finetune", self->finetune);
+  set_if (layout, "general.description", self->description);
+  smelt_gguf_layout_set_string (layout, "general.size_label", label);
+  set_if (layout, "general.license", self->license);
+  write_base_models (self, layout);
+  set_strv (layout, "general.tags", self->tags);
+  set_strv (layout, "general.languages", self->languages);
+}
+
+/* ---- planning ---------------------------------------------------------- */
+
+static char *
+file_stem (SmeltGgufQuant *self,
+           SmeltSource    *source)
+{
+  g_autofree char *name = NULL;
+
+  if (self->name && *self->name)
+    return g_strdup (self->name);
+  name = model_display_name (self, source);
+  g_strstrip (name);
+  g_strdelimit (name, " /\\", '-');
+  return g_steal_pointer (&name);
+}
+
+/* The converter's per-tensor choice: forced F32, else the file's type,
+ * with F16 when a row does not split into Q8_0 blocks. */
+static SmeltGgmlType
+tensor_type (const OutputType *kind,
+             SmeltGgufTensor  *t)
+{
+  if (t->force_f32)
+    return SMELT_GGML_TYPE_F32;
+  if (smelt_ggml_type_row_size (kind->type, t->ne[0]) == 0)
+    return SMELT_GGML_TYPE_F16;
+  return kind->type;
+}
+
+static Shard *
+new_shard (Output          *o,
+           SmeltGgufLayout *layout)
+{
+  Shard *s = g_new0 (Shard, 1);
+
+  s->layout = layout;
+  g_ptr_array_add (o->shards, s);
+  return s;
+}
+
+/* gguf-py's split rule: a tensor that would take the current file past
+ * the limit starts a new one, unless the file is still empty. The first
+ * file carries every key; the others only split.*. */
+static gboolean
+plan_output (SmeltGgufQuant   *self,
+             Output           *o,
+             SmeltGgufLayout  *template,
+             const char       *stem,
+             guint64           max_size,
+             GError          **error)
+{
+  GPtrArray *tensors = self->plan->tensors;
+  Shard *s = new_shard (o, smelt_gguf_layout_copy (template));
+  guint64 in_shard = 0;
+
+  smelt_gguf_layout_set_uint32 (s->layout, "general.file_type", o->kind->ftype);
+  o->tensor_type = g_new0 (SmeltGgmlType, tensors->len);
+  o->tensor_shard = g_new0 (guint, tensors->len);
+  o->tensor_size = g_new0 (guint64, tensors->len);
+  for (guint i = 0; i < tensors->len; i++)
+    {
+      SmeltGgufTensor *t = g_ptr_array_index (tensors, i);
+      SmeltGgmlType type = tensor_type (o->kind, t);
+      guint64 rows = t->ne[1] * t->ne[2] * t->ne[3];
+      guint64 size = smelt_ggml_type_row_size (type, t->ne[0]) * rows;
+
+      if (max_size > 0 && in_shard > 0 && in_shard + size > max_size)
+        {
+          s = new_shard (o, smelt_gguf_layout_new ());
+          in_shard = 0;
+        }
+      if (!smelt_gguf_layout_add_tensor (s->layout, t->name, type, t->ne, t->n_dims, error))
+        return FALSE;
+      in_shard += size;
+      o->tensor_type[i] = type;
+      o->tensor_shard[i] = o->shards->len - 1;
+      o->tensor_size[i] = size;
+    }
+  for (guint i = 0; i < o->shards->len; i++)
+    {
+      Shard *sh = g_ptr_array_index (o->shards, i);
+
+      if (o->shards->len == 1)
+        sh->path = g_strdup_printf ("%s.%s.gguf", stem, o->kind->name);
+      else
+        {
+          sh->path = g_strdup_printf ("%s.%s-%05u-of-%05u.gguf", stem, o->kind->name,
+                                      i + 1, o->shards->len);
+          smelt_gguf_layout_set_uint16 (sh->layout, "split.no", i);
+          smelt_gguf_layout_set_uint16 (sh->layout, "split.count", o->shards->len);
+          smelt_gguf_layout_set_int32 (sh->layout, "split.tensors.count", tensors->len);
+        }
+      smelt_format_add_planned_file (SMELT_FORMAT (self), sh->path,
+                                     smelt_gguf_layout_get_file_size (sh->layout));
+    }
+  return TRUE;
+}
+
+static SmeltGgufLayout *
+make_template (SmeltGgufQuant *self,
+               SmeltSource    *source)
+{
+  SmeltGgufLayout *layout = smelt_gguf_layout_new ();
+
+  smelt_gguf_layout_set_string (layout, "general.architecture", self->plan->arch);
+  smelt_gguf_layout_set_string (layout, "general.type", "model");
+  write_general (self, source, layout);
+  smelt_gguf_arch_write_kvs (self->plan, source, layout);
+  /* the 2026 converter writes this before the tokenizer block */
+  smelt_gguf_layout_set_uint32 (layout, "general.quantization_version",
+                                SMELT_GGUF_QUANTIZATION_VERSION);
+  smelt_gguf_vocab_write_kvs (self->vocab, layout);
+  return layout;
+}
+
+static const OutputType *
+auto_type (SmeltGgufArchPlan *plan)
+{
+  /* the converter's --outtype auto: the first 2-D tensor's type, F16 for
+   * anything but bf16 */
+  return find_output_type (g_strcmp0 (plan->source_dtype, "bf16") == 0 ? "BF16" : "F16");
+}
+
+static gboolean
+smelt_gguf_quant_plan (SmeltFormat  *format,
+                       SmeltSource  *source,
+                       GError      **error)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
+  g_autoptr(GPtrArray) kinds = g_ptr_array_new ();
+  g_autoptr(SmeltGgufLayout) template = NULL;
+  g_autofree char *stem = NULL;
+  gboolean has_auto;
+  guint64 max_size;
+
+  if (!parse_types (self->types, kinds, &has_auto, error) ||
+      !parse_max_size (self->max_file_size, &max_size, error))
+    return FALSE;
+  self->plan = smelt_gguf_arch_plan (source, error);
+  if (self->plan == NULL)
+    return FALSE;
+  self->vocab = smelt_gguf_vocab_load (source, self->plan->arch, self->plan->n_vocab, error);
+  if (self->vocab == NULL)
+    return FALSE;
+  if (has_auto && !g_ptr_array_find (kinds, auto_type (self->plan), NULL))
+    g_ptr_array_add (kinds, (gpointer) auto_type (self->plan));
+  for (guint i = 0; i < self->plan->tensors->len; i++)
+    {
+      SmeltGgufTensor *t = g_ptr_array_index (self->plan->tensors, i);
+
+      if (t->tensor != NULL)
+        g_hash_table_insert (self->index_of, (gpointer) smelt_tensor_get_name (t->tensor),
+                             GUINT_TO_POINTER (i + 1));
+    }
+  template = make_template (self, source);
+  stem = file_stem (self, source);
+  for (guint k = 0; k < kinds->len; k++)
+    {
+      Output *o = g_new0 (Output, 1);
+
+      o->kind = g_ptr_array_index (kinds, k);
+      o->shards = g_ptr_array_new_with_free_func (shard_free);
+      g_ptr_array_add (self->outputs, o);
+      if (!plan_output (self, o, template, stem, max_size, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- encoding (worker threads) ----------------------------------------- */
+
+static SmeltGgufTensor *
+lookup (SmeltGgufQuant *self,
+        SmeltTensor    *tensor,
+        guint          *index)
+{
+  guint i = GPOINTER_TO_UINT (g_hash_table_lookup (self->index_of, smelt_tensor_get_name (tensor)));
+
+  if (i == 0)
+    return NULL;
+  if (index != NULL)
+    *index = i - 1;
+  return g_ptr_array_index (self->plan->tensors, i - 1);
+}
+
+static SmeltRows
+smelt_gguf_quant_wants_rows (SmeltFormat *format,
+                             SmeltTensor *tensor)
+{
+  return lookup (SMELT_GGUF_QUANT (format), tensor, NULL) ? SMELT_ROWS_F32 : SMELT_ROWS_NONE;
+}
+
+static guint64
+smelt_gguf_quant_row_group (SmeltFormat *format,
+                            SmeltTensor *tensor)
+{
+  SmeltGgufTensor *t = lookup (SMELT_GGUF_QUANT (format), tensor, NULL);
+
+  return t ? smelt_gguf_tensor_row_group (t) : 1;
+}
+
+static gboolean
+check_overflow (SmeltGgufTensor *t,
+                SmeltGgmlType    type,
+                guint64          first_row,
+                const float     *rows,
+                gsize            n,
+                GError         **error)
+{
+  SmeltDType dtype = type == SMELT_GGML_TYPE_BF16 ? SMELT_DTYPE_BF16 : SMELT_DTYPE_F16;
+  gssize i;
+
+  /* Q8_0 keeps an fp16 scale of amax/127: the same range, 127× wider */
+  if (type == SMELT_GGML_TYPE_F32 || type == SMELT_GGML_TYPE_Q8_0)
+    return TRUE;
+  i = smelt_find_overflow (rows, n, dtype);
+  if (i < 0)
+    return TRUE;
+  g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
+               "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
+               " does not fit in %s%s", t->name, rows[i], first_row + i / t->ne[0],
+               (guint64) (i % t->ne[0]), smelt_ggml_type_get_name (type),
+               type == SMELT_GGML_TYPE_F16 ? " (largest 65504); use Types=bf16" : "");
+  return FALSE;
+}
+
+/* Each slice is appended as: u64 row count, then the rows encoded for
+ * every output in turn. write_rows() walks the same layout. */
+static gboolean
+smelt_gguf_quant_encode_rows (SmeltFormat  *format,
+                              SmeltTensor  *tensor,
+                              guint64       first_row,
+                              guint64       n_rows,
+                              const float  *rows,
+                              GByteArray   *out,
+                              GError      **error)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
+  guint index = 0;
+  SmeltGgufTensor *t = lookup (self, tensor, &index);
+  g_autofree float *scratch = NULL;
+  gsize n = n_rows * t->ne[0];
+
+  if (t->transform != SMELT_GGUF_XFORM_NONE)
+    {
+      scratch = g_memdup2 (rows, n * sizeof (float));
+      smelt_gguf_tensor_transform (t, first_row, n_rows, scratch);
+      rows = scratch;
+    }
+  g_byte_array_append (out, (const guint8 *) &n_rows, sizeof n_rows);
+  for (guint k = 0; k < self->outputs->len; k++)
+    {
+      Output *o = g_ptr_array_index (self->outputs, k);
+      SmeltGgmlType type = o->tensor_type[index];
+      guint64 bytes = smelt_ggml_type_row_size (type, t->ne[0]) * n_rows;
+      guint old = out->len;
+
+      if (!check_overflow (t, type, first_row, rows, n, error))
+        return FALSE;
+      g_byte_array_set_size (out, old + bytes);
+      smelt_ggml_encode_rows (type, rows, n_rows, t->ne[0], out->data + old);
+    }
+  return TRUE;
+}
+
+/* ---- writing (the job's thread, in tensor order) ----------------------- */
+
+static gboolean
+write_bytes (Output        *o,
+             const void    *data,
+             gsize          len,
+             GCancellable  *cancellable,
+             GError       **error)
+{
+  if (!g_output_stream_write_all (o->out, data, len, NULL, cancellable, error))
+    {
+      g_prefix_error (error, "%s: ", o->open->path);
+      return FALSE;
+    }
+  o->open->written += len;
+  return TRUE;
+}
+
+static gboolean
+close_shard (Output        *o,
+             GCancellable  *cancellable,
+             GError       **error)
+{
+  Shard *s = o->open;
+
+  if (s == NULL)
+    return TRUE;
+  o->open = NULL;
+  if (s->written != smelt_gguf_layout_get_file_size (s->layout))
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "%s: wrote %" G_GUINT64_FORMAT " bytes, planned %" G_GUINT64_FORMAT,
+                   s->path, s->written, smelt_gguf_layout_get_file_size (s->layout));
+      return FALSE;
+    }
+  if (!g_output_stream_close (o->out, cancellable, error))
+    {
+      g_prefix_error (error, "%s: ", s->path);
+      return FALSE;
+    }
+  g_clear_object (&o->out);
+  return TRUE;
+}
+
+static gboolean
+open_shard (SmeltGgufQuant *self,
+            Output         *o,
+            Shard          *s,
+            GCancellable   *cancellable,
+            GError        **error)
+{
+  g_autoptr(GBytes) header = NULL;
+
+  if (!close_shard (o, cancellable, error))
+    return FALSE;
+  o->out = smelt_format_create_file (SMELT_FORMAT (self), s->path, cancellable, error);
+  if (o->out == NULL)
+    return FALSE;
+  o->open = s;
+  header = smelt_gguf_layout_get_header (s->layout);
+  return write_bytes (o, g_bytes_get_data (header, NULL), g_bytes_get_size (header),
+                      cancellable, error);
+}
+
+static gboolean
+pad_tensor (Output        *o,
+            GCancellable  *cancellable,
+            GError       **error)
+{
+  static const guint8 zeros[SMELT_GGUF_ALIGNMENT];
+  gsize pad = (SMELT_GGUF_ALIGNMENT - o->tensor_written % SMELT_GGUF_ALIGNMENT) % SMELT_GGUF_ALIGNMENT;
+
+  if (pad > 0 && !write_bytes (o, zeros, pad, cancellable, error))
+    return FALSE;
+  o->tensor_written = 0;
+  o->next++;
+  return TRUE;
+}
+
+/* Makes @o ready to receive tensor @index: opens its file, and first
+ * writes every generated tensor (rope_freqs, …) planned before it. */
+static gboolean
+advance_to (SmeltGgufQuant *self,
+            Output         *o,
+            guint           index,
+            GCancellable   *cancellable,
+            GError        **error)
+{
+  while (TRUE)
+    {
+      SmeltGgufTensor *t;
+      Shard *s;
+
+      if (o->next < self->plan->tensors->len)
+        {
+          s = g_ptr_array_index (o->shards, o->tensor_shard[o->next]);
+          if (s != o->open && !open_shard (self, o, s, cancellable, error))
+            return FALSE;
+        }
+      if (o->next >= index)
+        break;
+      t = g_ptr_array_index (self->plan->tensors, o->next);
+      if (t->tensor != NULL || o->tensor_written != 0)
+        {
+          g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                       "%s: tensor %s was not delivered before the tensors after it",
+                       o->open->path, t->name);
+          return FALSE;
+        }
+      {
+        gsize n = g_bytes_get_size (t->data) / sizeof (float);
+        g_autofree guint8 *buf = g_malloc (o->tensor_size[o->next]);
+
+        smelt_ggml_encode_rows (o->tensor_type[o->next], g_bytes_get_data (t->data, NULL),
+                                n / t->ne[0], t->ne[0], buf);
+        if (!write_bytes (o, buf, o->tensor_size[o->next], cancellable, error))
+          return FALSE;
+        o->tensor_written = o->tensor_size[o->next];
+        if (!pad_tensor (o, cancellable, error))
+          return FALSE;
+      }
+    }
+  if (o->next != index)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "tensor order mismatch at %u (expected %u)", index, o->next);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+smelt_gguf_quant_write_rows (SmeltFormat   *format,
+                             SmeltTensor   *tensor,
+                             guint64        first_row,
+                             guint64        n_rows,
+                             GBytes        *data,
+                             GCancellable  *cancellable,
+                             GError       **error)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
+  guint index = 0;
+  SmeltGgufTensor *t = lookup (self, tensor, &index);
+  gsize len, pos = 0;
+  const guint8 *bytes = g_bytes_get_data (data, &len);
+
+  for (guint k = 0; k < self->outputs->len; k++)
+    if (!advance_to (self, g_ptr_array_index (self->outputs, k), index, cancellable, error))
+      return FALSE;
+  while (pos < len)
+    {
+      guint64 n;
+
+      memcpy (&n, bytes + pos, sizeof n);
+      pos += sizeof n;
+      for (guint k = 0; k < self->outputs->len; k++)
+        {
+          Output *o = g_ptr_array_index (self->outputs, k);
+          guint64 size = smelt_ggml_type_row_size (o->tensor_type[index], t->ne[0]) * n;
+
+          if (!write_bytes (o, bytes + pos, size, cancellable, error))
+            return FALSE;
+          o->tensor_written += size;
+          pos += size;
+        }
+    }
+  if (first_row + n_rows < smelt_tensor_get_n_rows (tensor))
+    return TRUE;
+  for (guint k = 0; k < self->outputs->len; k++)
+    {
+      Output *o = g_ptr_array_index (self->outputs, k);
+
+      g_assert (o->tensor_written == o->tensor_size[index]);
+      if (!pad_tensor (o, cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+smelt_gguf_quant_finish (SmeltFormat   *format,
+                         GCancellable  *cancellable,
+                         GError       **error)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
+
+  for (guint k = 0; k < self->outputs->len; k++)
+    {
+      Output *o = g_ptr_array_index (self->outputs, k);
+
+      if (!advance_to (self, o, self->plan->tensors->len, cancellable, error) ||
+          !close_shard (o, cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- class ------------------------------------------------------------- */
+
+static GParamSpec *
+string_param (const char *name,
+              const char *nick,
+              const char *blurb,
+              const char *def)
+{
+  return g_param_spec_string (name, nick, blurb, def, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+}
+
+static GParamSpec *
+strv_param (const char *name,
+            const char *nick,
+            const char *blurb)
+{
+  return g_param_spec_boxed (name, nick, blurb, G_TYPE_STRV, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+}
+
+static void
+smelt_gguf_quant_class_init (SmeltGgufQuantClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  SmeltFormatClass *format_class = SMELT_FORMAT_CLASS (klass);
+
+  object_class->finalize = smelt_gguf_quant_finalize;
+  object_class->get_property = smelt_gguf_quant_get_property;
+  object_class->set_property = smelt_gguf_quant_set_property;
+  format_class->plan = smelt_gguf_quant_plan;
+  format_class->wants_rows = smelt_gguf_quant_wants_rows;
+  format_class->row_group = smelt_gguf_quant_row_group;
+  format_class->encode_rows = smelt_gguf_quant_encode_rows;
+  format_class->write_rows = smelt_gguf_quant_write_rows;
+  format_class->finish = smelt_gguf_quant_finish;
+  format_class->check_options = smelt_gguf_quant_check_options;
+
+  properties[PROP_TYPES] = string_param ("types", "Types",
+    "GGUF types to write from one pass: f32, f16, bf16, q8_0, auto (the model's 16-bit type)", "auto");
+  properties[PROP_NAME] = string_param ("file-stem", "Name",
+    "File name stem: NAME.Q8_0.gguf (default: the model's name)", NULL);
+  properties[PROP_MAX_FILE_SIZE] = string_param ("max-file-size", "MaxFileSize",
+    "Split files larger than this (llama.cpp split format, e.g. 4GB); 0 = never", "0");
+  properties[PROP_MODEL_NAME] = string_param ("model-name", "ModelName",
+    "general.name (default: from config.json's repo id, else the model folder's name)", NULL);
+  properties[PROP_AUTHOR] = string_param ("author", "Author", "general.author", NULL);
+  properties[PROP_ORGANIZATION] = string_param ("organization", "Organization", "general.organization", NULL);
+  properties[PROP_VERSION] = string_param ("version", "Version", "general.version", NULL);
+  properties[PROP_FINETUNE] = string_param ("finetune", "Finetune", "general.finetune", NULL);
+  properties[PROP_DESCRIPTION] = string_param ("description", "Description", "general.description", NULL);
+  properties[PROP_LICENSE] = string_param ("license", "License", "general.license, e.g. apache-2.0", NULL);
+  properties[PROP_BASE_MODELS] = strv_param ("base-models", "BaseModels",
+    "Hub ids of the base models (general.base_model.*), e.g. meta-llama/Llama-3.2-1B");
+  properties[PROP_TAGS] = strv_param ("tags", "Tags", "general.tags");
+  properties[PROP_LANGUAGES] = strv_param ("languages", "Languages", "general.languages, e.g. en;fr");
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+smelt_gguf_quant_init (SmeltGgufQuant *self)
+{
+  self->types = g_strdup ("auto");
+  self->max_file_size = g_strdup ("0");
+  self->index_of = g_hash_table_new (g_str_hash, g_str_equal);
+  self->outputs = g_ptr_array_new_with_free_func (output_free);
+}
+
+static gboolean
+plugin_init (SmeltPlugin  *plugin,
+             GError      **error)
+{
+  return smelt_plugin_register_format (plugin, "gguf-quant", SMELT_TYPE_GGUF_QUANT, error);
+}
+
+SMELT_PLUGIN_DEFINE ("gguf-quant",
+                     "GGUF files for llama.cpp, Ollama and LM Studio, converted and quantized in one pass",
+                     plugin_init, "0.1.0", "LGPL-2.1-or-later", "smelt")

@@ -1,0 +1,56 @@
+/* smelt-encode.c: smelt's ggml row encoders on raw float32 rows, for the
+ * byte-for-byte comparison with ggml's own (tests/gguf/test_gguf_encode.py)
+ *
+ *   smelt-encode TYPE N_ROWS N_PER_ROW < in.f32 > out.bin
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smelt-private.h"
+
+static const SmeltGgmlType candidates[] = {
+  SMELT_GGML_TYPE_F32, SMELT_GGML_TYPE_F16, SMELT_GGML_TYPE_BF16, SMELT_GGML_TYPE_Q8_0,
+};
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autofree guint8 *out = NULL;
+  g_autofree float *in = NULL;
+  guint64 n_rows, n_per_row, row_size;
+  gsize want, got;
+  int type = -1;
+
+  if (argc != 4)
+    {
+      fprintf (stderr, "usage: smelt-encode TYPE N_ROWS N_PER_ROW < in.f32 > out.bin\n");
+      return 2;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (candidates); i++)
+    if (g_ascii_strcasecmp (argv[1], smelt_ggml_type_get_name (candidates[i])) == 0)
+      type = candidates[i];
+  n_rows = g_ascii_strtoull (argv[2], NULL, 10);
+  n_per_row = g_ascii_strtoull (argv[3], NULL, 10);
+  row_size = type < 0 ? 0 : smelt_ggml_type_row_size (type, n_per_row);
+  if (row_size == 0 || n_rows == 0)
+    {
+      fprintf (stderr, "smelt-encode: bad type or shape\n");
+      return 2;
+    }
+  want = n_rows * n_per_row;
+  in = g_new (float, want);
+  got = fread (in, sizeof (float), want, stdin);
+  if (got != want)
+    {
+      fprintf (stderr, "smelt-encode: read %zu floats, expected %zu\n", got, want);
+      return 1;
+    }
+  out = g_malloc (n_rows * row_size);
+  if (!smelt_ggml_encode_rows (type, in, n_rows, n_per_row, out))
+    return 1;
+  return fwrite (out, 1, n_rows * row_size, stdout) == n_rows * row_size ? 0 : 1;
+}
