@@ -65,6 +65,8 @@ mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/smelt-test-deps.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+# a signal (^C, a closed pipe) exits through the EXIT trap too
+trap 'exit 1' INT TERM HUP PIPE
 rm -f "$stamp"
 rm -rf "$cache/lib" "$cache/include" "$cache/node" "$cache/tokenizers"
 
