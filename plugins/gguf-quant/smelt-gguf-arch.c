@@ -258,6 +258,8 @@ arch_key (Ctx        *c,
   return g_strconcat (c->arch_name, ".", suffix, NULL);
 }
 
+/* @suffix is appended to "{arch}."; a leading '.' marks a full key
+ * (".general.file_type") */
 static void
 kv_u32 (Ctx        *c,
         GArray     *kvs,
@@ -1259,6 +1261,15 @@ read_back_kvs (Ctx     *c,
   c->head_v = kv ? kv->u32 : c->n_embd / c->n_head;
   kv = arch_kv (c, "rope.dimension_count");
   c->n_rot = kv ? kv->u32 : c->head_k;
+
+  /* llama.cpp asserts 0 < n_layer <= LLAMA_MAX_LAYERS */
+  if (c->block_count == 0 || c->block_count > 512)
+    {
+      g_set_error (error, PLAN_ERROR_INVALID,
+                   "%s: llama.cpp loads 1 to 512 layers, not %u (“num_hidden_layers”)",
+                   c->config_path, c->block_count);
+      return FALSE;
+    }
 
   if (c->arch == ARCH_LLAMA && c->n_rot != c->head_k)
     {
@@ -2446,6 +2457,15 @@ smelt_gguf_arch_plan (SmeltSource  *source,
   c.early = kv_list_new ();
   config = smelt_source_get_config (source);
 
+  /* the class first: an unsupported model is refused with the list of
+   * supported classes, before anything that depends on the class */
+  c.hp = json_object_ref (config);
+  if (!choose_arch (&c, error))
+    {
+      ctx_clear (&c);
+      return NULL;
+    }
+  g_clear_pointer (&c.hp, json_object_unref);
   c.hp = config_to_hparams (&c, config, error);
   if (c.hp == NULL || !choose_arch (&c, error) || !prepare_text_model (&c, error) ||
       !build_kvs (&c, error) || !read_back_kvs (&c, error))

@@ -60,7 +60,14 @@ const char * const  *smelt_gguf_arch_supported     (void);
 
 /* Checks config.json and the tensors (without reading data): an unknown
  * architecture lists the supported ones; a tensor llama.cpp needs but the
- * model lacks, or a tensor the converter cannot map, names the tensor. */
+ * model lacks, or a tensor the converter cannot map, names the tensor.
+ * Hyperparameters are config.json plus transformers 4.57's class defaults
+ * (chosen by model_type), as the converter's AutoConfig sees them.
+ * Tensors come in the converter's order: generated ones first, then the
+ * base's shards by file name and each shard's names sorted (a source with
+ * adapters: all names sorted, as smelt's merged export lays them out).
+ * gemma3 also reads the tokenizer's vocabulary size (config vocab_size
+ * with a tokenizer.model, else tokenizer.json). */
 SmeltGgufArchPlan   *smelt_gguf_arch_plan          (SmeltSource        *source,
                                                     GError            **error);
 
@@ -73,7 +80,7 @@ void                 smelt_gguf_arch_write_early_kvs (SmeltGgufArchPlan *plan,
                                                       SmeltGgufLayout   *layout);
 
 /* Appends the architecture block (`{arch}.*` keys and a placeholder
- * `general.file_type`, in the converter's order) to @layout.
+ * `general.file_type` = u32 0, in the converter's order) to @layout.
  * `general.architecture` itself is written by the caller, first. */
 void                 smelt_gguf_arch_write_kvs     (SmeltGgufArchPlan *plan,
                                                     SmeltSource       *source,
@@ -82,7 +89,8 @@ void                 smelt_gguf_arch_write_kvs     (SmeltGgufArchPlan *plan,
 /* Applies @tensor's transform to @n_rows float32 rows starting at
  * @first_row, in place (@rows holds @n_rows × ne[0] floats). For
  * SMELT_GGUF_XFORM_PERMUTE, @first_row and @n_rows are multiples of the
- * head size (see smelt_gguf_tensor_row_group()). */
+ * head size (see smelt_gguf_tensor_row_group()); a permuted 1-D bias is
+ * one row, whose elements move. */
 void                 smelt_gguf_tensor_transform   (const SmeltGgufTensor *tensor,
                                                     guint64            first_row,
                                                     guint64            n_rows,

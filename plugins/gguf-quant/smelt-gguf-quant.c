@@ -527,6 +527,38 @@ write_general (SmeltGgufQuant  *self,
 
 /* ---- planning ---------------------------------------------------------- */
 
+static int
+compare_source_order (gconstpointer a,
+                      gconstpointer b,
+                      gpointer      user_data)
+{
+  GHashTable *order = user_data;
+  const SmeltGgufTensor *ta = *(SmeltGgufTensor * const *) a;
+  const SmeltGgufTensor *tb = *(SmeltGgufTensor * const *) b;
+  guint ia = ta->tensor ? GPOINTER_TO_UINT (g_hash_table_lookup (order, smelt_tensor_get_name (ta->tensor))) : 0;
+  guint ib = tb->tensor ? GPOINTER_TO_UINT (g_hash_table_lookup (order, smelt_tensor_get_name (tb->tensor))) : 0;
+
+  return ia < ib ? -1 : ia > ib;
+}
+
+/* Tensor data streams in the order the job reads the source (one pass
+ * for every export of the recipe), so the file lists tensors in that
+ * order too: generated tensors first, as the converter puts them, then
+ * the source's. The converter's own order differs only for sharded
+ * models (it sorts names within each shard); llama.cpp looks tensors up
+ * by name, so nothing depends on it. */
+static void
+sort_by_source_order (GPtrArray   *tensors,
+                      SmeltSource *source)
+{
+  g_autoptr(GHashTable) order = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (guint i = 0; i < smelt_source_get_n_tensors (source); i++)
+    g_hash_table_insert (order, (gpointer) smelt_tensor_get_name (smelt_source_get_tensor (source, i)),
+                         GUINT_TO_POINTER (i + 1));
+  g_ptr_array_sort_with_data (tensors, compare_source_order, order);
+}
+
 static char *
 file_stem (SmeltGgufQuant *self,
            SmeltSource    *source)
@@ -630,6 +662,9 @@ make_template (SmeltGgufQuant *self,
   SmeltGgufLayout *layout = smelt_gguf_layout_new ();
 
   smelt_gguf_layout_set_string (layout, "general.architecture", self->plan->arch);
+  /* keys the converter adds while it prepares tensors (phi3's long-RoPE
+   * attention factor) come before general.type */
+  smelt_gguf_arch_write_early_kvs (self->plan, layout);
   smelt_gguf_layout_set_string (layout, "general.type", "model");
   write_general (self, source, layout);
   smelt_gguf_arch_write_kvs (self->plan, source, layout);
@@ -645,7 +680,7 @@ auto_type (SmeltGgufArchPlan *plan)
 {
   /* the converter's --outtype auto: the first 2-D tensor's type, F16 for
    * anything but bf16 */
-  return find_output_type (g_strcmp0 (plan->source_dtype, "bf16") == 0 ? "BF16" : "F16");
+  return find_output_type (g_strcmp0 (plan->auto_outtype, "bf16") == 0 ? "BF16" : "F16");
 }
 
 static gboolean
@@ -669,6 +704,7 @@ smelt_gguf_quant_plan (SmeltFormat  *format,
   self->vocab = smelt_gguf_vocab_load (source, self->plan->arch, self->plan->n_vocab, error);
   if (self->vocab == NULL)
     return FALSE;
+  sort_by_source_order (self->plan->tensors, source);
   if (has_auto && !g_ptr_array_find (kinds, auto_type (self->plan), NULL))
     g_ptr_array_add (kinds, (gpointer) auto_type (self->plan));
   for (guint i = 0; i < self->plan->tensors->len; i++)
@@ -766,8 +802,13 @@ smelt_gguf_quant_encode_rows (SmeltFormat  *format,
   guint index = 0;
   SmeltGgufTensor *t = lookup (self, tensor, &index);
   g_autofree float *scratch = NULL;
-  gsize n = n_rows * t->ne[0];
+  guint64 planned_rows = t->ne[1] * t->ne[2] * t->ne[3];
+  gsize n;
 
+  /* the converter cuts gemma3's embedding to the tokenizer's size: rows
+   * past the planned ones are not written */
+  n_rows = first_row >= planned_rows ? 0 : MIN (n_rows, planned_rows - first_row);
+  n = n_rows * t->ne[0];
   if (t->transform != SMELT_GGUF_XFORM_NONE)
     {
       scratch = g_memdup2 (rows, n * sizeof (float));
