@@ -6,6 +6,10 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+# include <immintrin.h>
+# define HAVE_X86 1
+#endif
 
 #include "smelt-private.h"
 
@@ -183,6 +187,46 @@ round_half_away (float x)
   return i;
 }
 
+/* fp32 → fp16 with round-to-nearest-even, for one finite non-negative
+ * scale per block: the same bits as ggml's GGML_FP32_TO_FP16 (and as
+ * smelt_convert_f32_to_f16), inline so that a block costs no call. */
+guint16
+_smelt_ggml_fp16 (float f)
+{
+  guint32 x;
+  guint32 exp, mant;
+
+  memcpy (&x, &f, 4);
+  exp = (x >> 23) & 0xff;
+  mant = x & 0x7fffff;
+  if (exp == 0xff)
+    return 0x7c00 | (mant ? 0x200 : 0);
+  if (exp >= 143)                      /* ≥ 65536: inf (65520 up rounds below) */
+    return 0x7c00;
+  if (exp >= 113)                      /* normal half */
+    {
+      guint32 h = ((exp - 112) << 10) | (mant >> 13);
+      guint32 rest = mant & 0x1fff;
+
+      if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+        h++;
+      return (guint16) h;
+    }
+  if (exp >= 102)                      /* subnormal half */
+    {
+      guint32 m = mant | 0x800000;
+      guint32 shift = 126 - exp;
+      guint32 h = m >> shift;
+      guint32 rest = m & ((1u << shift) - 1);
+      guint32 half = 1u << (shift - 1);
+
+      if (rest > half || (rest == half && (h & 1)))
+        h++;
+      return (guint16) h;
+    }
+  return 0;
+}
+
 /* Block of 32: fp16 scale d = amax/127, then roundf(x/d) stored as int8,
  * exactly as ggml's quantize_row_q8_0_ref (same float operations, in the
  * same order, no contraction). */
@@ -198,7 +242,7 @@ encode_q8_0_block (const float *x,
     amax = MAX (amax, fabsf (x[j]));
   d = amax / 127;
   id = d != 0.0f ? 1.0f / d : 0.0f;
-  smelt_convert_f32_to_f16 (&d, &d16, 1);
+  d16 = _smelt_ggml_fp16 (d);
   out[0] = d16 & 0xff;
   out[1] = d16 >> 8;
   for (int j = 0; j < 32; j++)
@@ -206,12 +250,98 @@ encode_q8_0_block (const float *x,
 }
 
 static void
+encode_q8_0_portable (const float *src,
+                      guint64      n,
+                      guint8      *dst)
+{
+  for (guint64 b = 0; b < n / 32; b++)
+    encode_q8_0_block (src + b * 32, dst + b * 34);
+}
+
+#ifdef HAVE_X86
+/* The same arithmetic eight lanes at a time: the maximum is exact in any
+ * order, each product is the same single multiply, and roundf is
+ * trunc + a half-away step, so every byte equals the portable path's
+ * (tests/test-gguf.c compares them). */
+__attribute__ ((target ("avx2")))
+static void
+encode_q8_0_avx2 (const float *src,
+                  guint64      n,
+                  guint8      *dst)
+{
+  const __m256 sign = _mm256_set1_ps (-0.0f);
+  const __m256 half = _mm256_set1_ps (0.5f);
+  const __m256 mhalf = _mm256_set1_ps (-0.5f);
+  const __m256 one = _mm256_set1_ps (1.0f);
+  /* byte 0 of each 32-bit lane, in lane order, into the low 4 bytes of
+   * each 128-bit half */
+  const __m256i pick = _mm256_setr_epi8 (0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i gather = _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7);
+
+  for (guint64 b = 0; b < n / 32; b++)
+    {
+      const float *x = src + b * 32;
+      guint8 *out = dst + b * 34;
+      __m256 v[4], m;
+      __m128 m4;
+      float amax, d, id;
+      guint16 d16;
+
+      for (int k = 0; k < 4; k++)
+        v[k] = _mm256_loadu_ps (x + 8 * k);
+      m = _mm256_max_ps (_mm256_max_ps (_mm256_andnot_ps (sign, v[0]), _mm256_andnot_ps (sign, v[1])),
+                         _mm256_max_ps (_mm256_andnot_ps (sign, v[2]), _mm256_andnot_ps (sign, v[3])));
+      m4 = _mm_max_ps (_mm256_castps256_ps128 (m), _mm256_extractf128_ps (m, 1));
+      m4 = _mm_max_ps (m4, _mm_movehl_ps (m4, m4));
+      m4 = _mm_max_ss (m4, _mm_shuffle_ps (m4, m4, 1));
+      amax = _mm_cvtss_f32 (m4);
+      d = amax / 127;
+      id = d != 0.0f ? 1.0f / d : 0.0f;
+      d16 = _smelt_ggml_fp16 (d);
+      out[0] = d16 & 0xff;
+      out[1] = d16 >> 8;
+      for (int k = 0; k < 4; k++)
+        {
+          __m256 p = _mm256_mul_ps (v[k], _mm256_set1_ps (id));
+          __m256 t = _mm256_round_ps (p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+          __m256 f = _mm256_sub_ps (p, t);
+          __m256i q;
+
+          t = _mm256_add_ps (t, _mm256_and_ps (_mm256_cmp_ps (f, half, _CMP_GE_OQ), one));
+          t = _mm256_sub_ps (t, _mm256_and_ps (_mm256_cmp_ps (f, mhalf, _CMP_LE_OQ), one));
+          /* NaN, ±inf and |t| ≥ 2^31 become INT_MIN, whose low byte is 0,
+           * as the scalar conversion does */
+          q = _mm256_cvttps_epi32 (t);
+          q = _mm256_permutevar8x32_epi32 (_mm256_shuffle_epi8 (q, pick), gather);
+          _mm_storel_epi64 ((__m128i *) (out + 2 + 8 * k), _mm256_castsi256_si128 (q));
+        }
+    }
+}
+#endif
+
+void
+_smelt_ggml_encode_q8_0_at (SmeltSimdLevel level,
+                            const float   *src,
+                            guint64        n,
+                            guint8        *dst)
+{
+#ifdef HAVE_X86
+  if (level >= SMELT_SIMD_AVX2 && _smelt_simd_supported (SMELT_SIMD_AVX2))
+    {
+      encode_q8_0_avx2 (src, n, dst);
+      return;
+    }
+#endif
+  encode_q8_0_portable (src, n, dst);
+}
+
+static void
 encode_q8_0 (const float *src,
              guint64      n,
              guint8      *dst)
 {
-  for (guint64 b = 0; b < n / 32; b++)
-    encode_q8_0_block (src + b * 32, dst + b * 34);
+  _smelt_ggml_encode_q8_0_at (_smelt_simd_level (), src, n, dst);
 }
 
 /**

@@ -29,6 +29,12 @@ void  _smelt_convert_f16_to_f32_at  (SmeltSimdLevel level, const guint16 *src, f
 void  _smelt_convert_f32_to_bf16_at (SmeltSimdLevel level, const float *src, guint16 *dst, gsize n);
 gsize _smelt_convert_f32_to_f16_at  (SmeltSimdLevel level, const float *src, guint16 *dst, gsize n);
 
+/* ggml row encoders by back end (smelt-ggml-type.c): @n floats, a
+ * multiple of 32 */
+void  _smelt_ggml_encode_q8_0_at    (SmeltSimdLevel level, const float *src, guint64 n, guint8 *dst);
+/* one finite value, non-negative, to IEEE half (round to nearest even) */
+guint16 _smelt_ggml_fp16           (float f);
+
 /* ---- stored tensors (smelt-stored-tensor.c) ----
  * A tensor stored in a mapped file: @mapping covers the whole file,
  * [@offset, @offset + @size) is the tensor's data. Keeps a ref on @mapping. */

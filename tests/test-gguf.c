@@ -417,6 +417,84 @@ test_q8_0_rounding (void)
   g_rand_free (r);
 }
 
+/* The inline fp16 of Q8_0 scales equals the tested converter on every
+ * non-negative finite float class: random bits, halves, edges. */
+static void
+test_fp16_scale (void)
+{
+  GRand *r = g_rand_new_with_seed (11);
+
+  for (guint i = 0; i < 2000000; i++)
+    {
+      guint32 bits = i < 1000000 ? g_rand_int (r) & 0x7fffffff : (i - 1000000) << 11;
+      float f;
+      guint16 want;
+
+      memcpy (&f, &bits, 4);
+      if (!isfinite (f))
+        continue;
+      smelt_convert_f32_to_f16 (&f, &want, 1);
+      if (_smelt_ggml_fp16 (f) != want)
+        g_error ("fp16 of %a (0x%08x): 0x%04x, expected 0x%04x", f, bits, _smelt_ggml_fp16 (f), want);
+    }
+  g_rand_free (r);
+}
+
+static void
+fill_adversarial (float *x,
+                  gsize  n,
+                  GRand *r,
+                  int    kind)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      guint32 bits;
+
+      switch (kind)
+        {
+        case 0: x[i] = (float) g_rand_double_range (r, -1, 1); break;
+        case 1: x[i] = 0.0f; break;
+        case 2: x[i] = -3.5f; break;
+        case 3: x[i] = i % 32 == 5 ? 1e6f : (float) g_rand_double_range (r, -1e-3, 1e-3); break;
+        case 4: bits = g_rand_int_range (r, 1, 0x7fffff) | (g_rand_boolean (r) ? 0x80000000u : 0);
+                memcpy (&x[i], &bits, 4); break;                          /* subnormal */
+        case 5: x[i] = (float) (g_rand_int_range (r, -126, 127)) + 0.5f; if (i % 32 == 0) x[i] = 127; break;
+        case 6: x[i] = (float) g_rand_double_range (r, -3e38, 3e38); break;
+        default: x[i] = (float) g_rand_double_range (r, -1e-30, 1e-30); break;
+        }
+    }
+}
+
+/* Every SIMD path writes the portable path's bytes. */
+static void
+test_q8_0_paths (void)
+{
+  GRand *r = g_rand_new_with_seed (5);
+  const gsize n = 32 * 64;
+  g_autofree float *x = g_new (float, n);
+  g_autofree guint8 *a = g_malloc (n / 32 * 34);
+  g_autofree guint8 *b = g_malloc (n / 32 * 34);
+
+  for (int level = SMELT_SIMD_AVX2; level < SMELT_SIMD_N_LEVELS; level++)
+    {
+      if (!_smelt_simd_supported (level))
+        {
+          g_test_message ("%s not supported here", _smelt_simd_level_name (level));
+          continue;
+        }
+      for (int kind = 0; kind < 8; kind++)
+        for (int iter = 0; iter < 20; iter++)
+          {
+            fill_adversarial (x, n, r, kind);
+            _smelt_ggml_encode_q8_0_at (SMELT_SIMD_PORTABLE, x, n, a);
+            _smelt_ggml_encode_q8_0_at (level, x, n, b);
+            if (memcmp (a, b, n / 32 * 34) != 0)
+              g_error ("q8_0 %s differs from portable (kind %d)", _smelt_simd_level_name (level), kind);
+          }
+    }
+  g_rand_free (r);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -432,5 +510,7 @@ main (int   argc,
   g_test_add_func ("/gguf/types", test_types);
   g_test_add_func ("/gguf/q8_0/hand", test_q8_0_hand);
   g_test_add_func ("/gguf/q8_0/rounding", test_q8_0_rounding);
+  g_test_add_func ("/gguf/q8_0/simd-paths", test_q8_0_paths);
+  g_test_add_func ("/gguf/fp16-scale", test_fp16_scale);
   return g_test_run ();
 }
