@@ -259,10 +259,39 @@ encode_q8_0_portable (const float *src,
 }
 
 #ifdef HAVE_X86
+/* roundf(v · id) for eight lanes, as the low byte of the int32 ggml's
+ * conversion gives, stored to @out[0..7]. */
+__attribute__ ((target ("avx2"))) static inline void
+q8_0_lanes (__m256   v,
+            __m256   id,
+            guint8  *out)
+{
+  const __m256 one = _mm256_set1_ps (1.0f);
+  /* byte 0 of each 32-bit lane, in lane order, into the low 4 bytes of
+   * each 128-bit half, then the two halves side by side */
+  const __m256i pick = _mm256_setr_epi8 (0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i gather = _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7);
+  __m256 p = _mm256_mul_ps (v, id);
+  __m256 t = _mm256_round_ps (p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  __m256 f = _mm256_sub_ps (p, t);
+  __m256i q;
+
+  t = _mm256_add_ps (t, _mm256_and_ps (_mm256_cmp_ps (f, _mm256_set1_ps (0.5f), _CMP_GE_OQ), one));
+  t = _mm256_sub_ps (t, _mm256_and_ps (_mm256_cmp_ps (f, _mm256_set1_ps (-0.5f), _CMP_LE_OQ), one));
+  /* NaN, ±inf and |t| ≥ 2^31 become INT_MIN, whose low byte is 0, as
+   * the scalar conversion does */
+  q = _mm256_cvttps_epi32 (t);
+  q = _mm256_permutevar8x32_epi32 (_mm256_shuffle_epi8 (q, pick), gather);
+  _mm_storel_epi64 ((__m128i *) out, _mm256_castsi256_si128 (q));
+}
+
 /* The same arithmetic eight lanes at a time: the maximum is exact in any
  * order, each product is the same single multiply, and roundf is
  * trunc + a half-away step, so every byte equals the portable path's
- * (tests/test-gguf.c compares them). */
+ * (tests/test-gguf.c compares them). Named registers, not an array: an
+ * array of vectors is spilled and reloaded across halves, which stalls
+ * store forwarding on every block. */
 __attribute__ ((target ("avx2")))
 static void
 encode_q8_0_avx2 (const float *src,
@@ -270,28 +299,22 @@ encode_q8_0_avx2 (const float *src,
                   guint8      *dst)
 {
   const __m256 sign = _mm256_set1_ps (-0.0f);
-  const __m256 half = _mm256_set1_ps (0.5f);
-  const __m256 mhalf = _mm256_set1_ps (-0.5f);
-  const __m256 one = _mm256_set1_ps (1.0f);
-  /* byte 0 of each 32-bit lane, in lane order, into the low 4 bytes of
-   * each 128-bit half */
-  const __m256i pick = _mm256_setr_epi8 (0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-  const __m256i gather = _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7);
 
   for (guint64 b = 0; b < n / 32; b++)
     {
       const float *x = src + b * 32;
       guint8 *out = dst + b * 34;
-      __m256 v[4], m;
+      __m256 v0 = _mm256_loadu_ps (x);
+      __m256 v1 = _mm256_loadu_ps (x + 8);
+      __m256 v2 = _mm256_loadu_ps (x + 16);
+      __m256 v3 = _mm256_loadu_ps (x + 24);
+      __m256 m, idv;
       __m128 m4;
       float amax, d, id;
       guint16 d16;
 
-      for (int k = 0; k < 4; k++)
-        v[k] = _mm256_loadu_ps (x + 8 * k);
-      m = _mm256_max_ps (_mm256_max_ps (_mm256_andnot_ps (sign, v[0]), _mm256_andnot_ps (sign, v[1])),
-                         _mm256_max_ps (_mm256_andnot_ps (sign, v[2]), _mm256_andnot_ps (sign, v[3])));
+      m = _mm256_max_ps (_mm256_max_ps (_mm256_andnot_ps (sign, v0), _mm256_andnot_ps (sign, v1)),
+                         _mm256_max_ps (_mm256_andnot_ps (sign, v2), _mm256_andnot_ps (sign, v3)));
       m4 = _mm_max_ps (_mm256_castps256_ps128 (m), _mm256_extractf128_ps (m, 1));
       m4 = _mm_max_ps (m4, _mm_movehl_ps (m4, m4));
       m4 = _mm_max_ss (m4, _mm_shuffle_ps (m4, m4, 1));
@@ -301,21 +324,11 @@ encode_q8_0_avx2 (const float *src,
       d16 = _smelt_ggml_fp16 (d);
       out[0] = d16 & 0xff;
       out[1] = d16 >> 8;
-      for (int k = 0; k < 4; k++)
-        {
-          __m256 p = _mm256_mul_ps (v[k], _mm256_set1_ps (id));
-          __m256 t = _mm256_round_ps (p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-          __m256 f = _mm256_sub_ps (p, t);
-          __m256i q;
-
-          t = _mm256_add_ps (t, _mm256_and_ps (_mm256_cmp_ps (f, half, _CMP_GE_OQ), one));
-          t = _mm256_sub_ps (t, _mm256_and_ps (_mm256_cmp_ps (f, mhalf, _CMP_LE_OQ), one));
-          /* NaN, ±inf and |t| ≥ 2^31 become INT_MIN, whose low byte is 0,
-           * as the scalar conversion does */
-          q = _mm256_cvttps_epi32 (t);
-          q = _mm256_permutevar8x32_epi32 (_mm256_shuffle_epi8 (q, pick), gather);
-          _mm_storel_epi64 ((__m128i *) (out + 2 + 8 * k), _mm256_castsi256_si128 (q));
-        }
+      idv = _mm256_set1_ps (id);
+      q8_0_lanes (v0, idv, out + 2);
+      q8_0_lanes (v1, idv, out + 10);
+      q8_0_lanes (v2, idv, out + 18);
+      q8_0_lanes (v3, idv, out + 26);
     }
 }
 #endif
