@@ -472,18 +472,77 @@ write_sampling (SmeltGgufLayout *layout,
     }
 }
 
+/* The base a merged fine-tune came from: the recipe's BaseModels, else
+ * the last adapter's base_model_name_or_path when it is a Hub id (a local
+ * path is never written). */
+static char **
+base_models (SmeltGgufQuant *self,
+             SmeltSource    *source)
+{
+  guint n = smelt_source_get_n_adapters (source);
+  JsonObject *config;
+  const char *id = NULL;
+
+  if (self->base_models && self->base_models[0])
+    return g_strdupv (self->base_models);
+  if (n == 0)
+    return NULL;
+  config = smelt_adapter_get_config (smelt_source_get_adapter (source, n - 1));
+  if (config && json_object_has_member (config, "base_model_name_or_path") &&
+      JSON_NODE_HOLDS_VALUE (json_object_get_member (config, "base_model_name_or_path")) &&
+      json_node_get_value_type (json_object_get_member (config, "base_model_name_or_path")) == G_TYPE_STRING)
+    id = json_object_get_string_member (config, "base_model_name_or_path");
+  if (!is_repo_id (id))
+    return NULL;
+  {
+    char *list[] = { (char *) id, NULL };
+    return g_strdupv (list);
+  }
+}
+
+/* license: from the base's model card front matter (README.md), as the
+ * converter reads it; the recipe's License wins. */
+static char *
+card_license (SmeltSource *source)
+{
+  g_autofree char *path = g_build_filename (smelt_model_get_path (smelt_source_get_model (source)),
+                                            "README.md", NULL);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL) || !g_str_has_prefix (text, "---"))
+    return NULL;
+  lines = g_strsplit (text, "\n", 200);
+  for (guint i = 1; lines[i] != NULL && !g_str_has_prefix (lines[i], "---"); i++)
+    if (g_str_has_prefix (lines[i], "license:"))
+      {
+        char *v = g_strstrip (lines[i] + strlen ("license:"));
+
+        if (*v == '"' || *v == '\'')
+          {
+            v++;
+            if (*v != '\0')
+              v[strlen (v) - 1] = '\0';
+          }
+        return *v && g_utf8_validate (v, -1, NULL) && strchr (v, '[') == NULL ? g_strdup (v) : NULL;
+      }
+  return NULL;
+}
+
 static void
 write_base_models (SmeltGgufQuant  *self,
+                   SmeltSource     *source,
                    SmeltGgufLayout *layout)
 {
-  guint n = self->base_models ? g_strv_length (self->base_models) : 0;
+  g_auto(GStrv) models = base_models (self, source);
+  guint n = models ? g_strv_length (models) : 0;
 
   if (n == 0)
     return;
   smelt_gguf_layout_set_uint32 (layout, "general.base_model.count", n);
   for (guint i = 0; i < n; i++)
     {
-      const char *id = self->base_models[i];
+      const char *id = models[i];
       const char *slash = strchr (id, '/');
       g_autofree char *k_name = g_strdup_printf ("general.base_model.%u.name", i);
       g_autofree char *k_org = g_strdup_printf ("general.base_model.%u.organization", i);
@@ -510,6 +569,8 @@ write_general (SmeltGgufQuant  *self,
 {
   g_autofree char *name = model_display_name (self, source);
   g_autofree char *label = size_label (count_parameters (self->plan));
+  g_autofree char *license = self->license && *self->license ? g_strdup (self->license)
+                                                             : card_license (source);
 
   write_sampling (layout, source);
   smelt_gguf_layout_set_string (layout, "general.name", name);
@@ -519,8 +580,8 @@ write_general (SmeltGgufQuant  *self,
   set_if (layout, "general.finetune", self->finetune);
   set_if (layout, "general.description", self->description);
   smelt_gguf_layout_set_string (layout, "general.size_label", label);
-  set_if (layout, "general.license", self->license);
-  write_base_models (self, layout);
+  set_if (layout, "general.license", license);
+  write_base_models (self, source, layout);
   set_strv (layout, "general.tags", self->tags);
   set_strv (layout, "general.languages", self->languages);
 }
