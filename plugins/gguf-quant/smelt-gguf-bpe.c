@@ -41,6 +41,7 @@ typedef struct {
   const char *s;      /* NULL: empty slot */
   guint32     len;
   guint32     id;
+  guint64     hash;
 } StrSlot;
 
 typedef struct {
@@ -86,7 +87,14 @@ str_map_grow (StrMap *m)
   m->n = 0;
   for (gsize i = 0; i < cap / 2; i++)
     if (old[i].s)
-      str_map_insert (m, old[i].s, old[i].len, old[i].id);
+      {
+        gsize k;
+
+        for (k = old[i].hash & m->mask; m->slots[k].s; k = (k + 1) & m->mask)
+          ;
+        m->slots[k] = old[i];
+        m->n++;
+      }
   g_free (old);
 }
 
@@ -98,12 +106,13 @@ str_map_insert (StrMap     *m,
                 gsize       len,
                 guint32     id)
 {
+  guint64 h = hash_bytes (s, len);
   gsize i;
 
   if ((m->n + 1) * 2 > m->mask + 1)
     str_map_grow (m);
-  for (i = hash_bytes (s, len) & m->mask; m->slots[i].s; i = (i + 1) & m->mask)
-    if (m->slots[i].len == len && memcmp (m->slots[i].s, s, len) == 0)
+  for (i = h & m->mask; m->slots[i].s; i = (i + 1) & m->mask)
+    if (m->slots[i].hash == h && m->slots[i].len == len && memcmp (m->slots[i].s, s, len) == 0)
       {
         m->slots[i].id = id;
         return;
@@ -111,6 +120,7 @@ str_map_insert (StrMap     *m,
   m->slots[i].s = s;
   m->slots[i].len = len;
   m->slots[i].id = id;
+  m->slots[i].hash = h;
   m->n++;
 }
 
@@ -120,10 +130,13 @@ str_map_lookup (const StrMap *m,
                 gsize         len,
                 guint32      *id)
 {
+  guint64 h;
+
   if (!m->slots)
     return FALSE;
-  for (gsize i = hash_bytes (s, len) & m->mask; m->slots[i].s; i = (i + 1) & m->mask)
-    if (m->slots[i].len == len && memcmp (m->slots[i].s, s, len) == 0)
+  h = hash_bytes (s, len);
+  for (gsize i = h & m->mask; m->slots[i].s; i = (i + 1) & m->mask)
+    if (m->slots[i].hash == h && m->slots[i].len == len && memcmp (m->slots[i].s, s, len) == 0)
       {
         *id = m->slots[i].id;
         return TRUE;
@@ -1797,6 +1810,33 @@ bpe_word (SmeltHfTokenizer *tok,
   for (guint i = 0; i < symbols->len; i++)
     if (g_array_index (symbols, Symbol, i).len > 0)
       g_array_append_val (ids, g_array_index (symbols, Symbol, i).id);
+}
+
+gint64 *
+smelt_hf_tokenizer_merge_ranks (SmeltHfTokenizer  *tok,
+                                GError           **error)
+{
+  gint64 *ranks;
+
+  if (!g_str_equal (tok->model_type, "BPE"))
+    {
+      set_unsupported (error, tok->path, "merges of the model type", tok->model_type);
+      return NULL;
+    }
+  if (!tok->merges_ready && !load_merges (tok, error))
+    return NULL;
+  ranks = g_new (gint64, MAX (tok->id_end, 1));
+  for (guint32 i = 0; i < tok->id_end; i++)
+    ranks[i] = -1;
+  for (gsize i = 0; i <= tok->merges.mask; i++)
+    {
+      const MergeSlot *m = &tok->merges.slots[i];
+
+      if (m->key != G_MAXUINT64 && m->new_id < tok->id_end &&
+          (ranks[m->new_id] < 0 || m->rank < ranks[m->new_id]))
+        ranks[m->new_id] = m->rank;
+    }
+  return ranks;
 }
 
 /* ------------------------------------------------------------------ */

@@ -173,6 +173,11 @@ char              *smelt_hf_tokenizer_decode       (SmeltHfTokenizer  *tok,
                                                     const guint32     *ids,
                                                     gsize              n_ids);
 
+/* For each id below smelt_hf_tokenizer_get_id_end(), the rank of the
+ * first merge that produces the token, or -1 (an array of that length). */
+gint64            *smelt_hf_tokenizer_merge_ranks  (SmeltHfTokenizer  *tok,
+                                                    GError           **error);
+
 /* The converter's fingerprint of a BPE pre-tokenizer: sha256 of Python's
  * str() of tokenizer.encode(chktxt), hex. */
 char              *smelt_hf_tokenizer_pre_hash     (SmeltHfTokenizer  *tok,

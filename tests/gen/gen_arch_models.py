@@ -436,7 +436,8 @@ def make_config(f, ids):
     }
     mt = f["model_type"]
     if mt in ("llama", "mistral"):
-        c.update({"hidden_act": "silu", "head_dim": f["head_dim"], "rope_scaling": f["rope_scaling"]})
+        c.update({"hidden_act": "silu", "head_dim": f["head_dim"],
+                  "rope_scaling": f["rope_scaling"]})
         if mt == "llama":
             c.update({"attention_bias": False, "mlp_bias": False, "pretraining_tp": 1})
         else:
