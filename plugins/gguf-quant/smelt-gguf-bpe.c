@@ -470,15 +470,10 @@ setup_transformers (SmeltHfTokenizer *tok,
       SmeltHfAddedToken t = { 0 };
       guint32 id;
 
+      /* one already added keeps its flags (transformers only adds the
+       * special tokens its encoder does not know) */
       if (known)
         {
-          if (!known->special)
-            {
-              /* a plain added token named as special becomes special */
-              t = *known;
-              t.special = TRUE;
-              add_added_token (tok, &t);
-            }
           g_hash_table_add (tok->special_ids, GUINT_TO_POINTER (known->id));
           continue;
         }

@@ -438,8 +438,8 @@ smelt_json_doc_parse (const char  *data,
   gboolean ok;
 
   doc->arena.blocks = g_ptr_array_new_with_free_func (g_free);
-  /* a UTF-8 byte order mark is not JSON, but Python's utf-8 codec keeps
-   * it and json.loads then refuses the file: do the same */
+  /* Python reads these files as UTF-8 and fails on anything else (a byte
+   * order mark survives that and then fails as JSON, here as well) */
   if (!g_utf8_validate_len (data, len, &bad))
     {
       g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
@@ -528,12 +528,14 @@ SmeltJson *
 smelt_json_get (const SmeltJson *object,
                 const char      *key)
 {
+  gsize len;
+
   if (!object || object->type != SMELT_JSON_OBJECT)
     return NULL;
+  len = strlen (key);
   /* the last duplicate wins, as in Python */
   for (gsize i = object->n; i-- > 0;)
-    if (strcmp (object->u.members[i].key, key) == 0 &&
-        strlen (key) == object->u.members[i].key_len)
+    if (object->u.members[i].key_len == len && memcmp (object->u.members[i].key, key, len) == 0)
       return object->u.members[i].value;
   return NULL;
 }

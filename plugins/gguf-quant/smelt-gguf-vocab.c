@@ -330,6 +330,7 @@ typedef struct {
   int           lowercase;     /* -1: unset */
   int           strip_accents;
   GHashTable   *overlay;       /* tokenizer_config keys the loader rewrote */
+  SmeltJsonDoc *scratch;       /* holds the strings put there */
 } SpecialVocab;
 
 /* Python None inside the overlay */
@@ -370,6 +371,7 @@ special_vocab_init (SpecialVocab       *sv,
   sv->lowercase = -1;
   sv->strip_accents = -1;
   sv->overlay = g_hash_table_new (g_str_hash, g_str_equal);
+  sv->scratch = smelt_json_doc_parse ("null", 4, "", NULL);
 }
 
 static void
@@ -382,6 +384,7 @@ special_vocab_clear (SpecialVocab *sv)
   g_free (sv->template);
   g_array_unref (sv->templates);
   g_hash_table_unref (sv->overlay);
+  smelt_json_doc_free (sv->scratch);
 }
 
 static gboolean
@@ -461,7 +464,7 @@ static SmeltJson *
 cfg_string (SpecialVocab *sv,
             const char   *s)
 {
-  return smelt_json_doc_new_string (sv->ctx->tokenizer_config, s);
+  return smelt_json_doc_new_string (sv->scratch, s);
 }
 
 static gboolean
