@@ -316,7 +316,8 @@ parse_array (Parser    *ps,
   v->type = SMELT_JSON_ARRAY;
   v->n = ps->items->len - base;
   v->u.items = arena_alloc (ps->arena, MAX (v->n, 1) * sizeof (SmeltJson *));
-  memcpy (v->u.items, &g_array_index (ps->items, SmeltJson *, base), v->n * sizeof (SmeltJson *));
+  if (v->n > 0)   /* an empty GArray may have no storage at all */
+    memcpy (v->u.items, &g_array_index (ps->items, SmeltJson *, base), v->n * sizeof (SmeltJson *));
   g_array_set_size (ps->items, base);
   return TRUE;
 }
@@ -366,7 +367,8 @@ parse_object (Parser    *ps,
   v->type = SMELT_JSON_OBJECT;
   v->n = ps->members->len - base;
   v->u.members = arena_alloc (ps->arena, MAX (v->n, 1) * sizeof (SmeltJsonMember));
-  memcpy (v->u.members, &g_array_index (ps->members, SmeltJsonMember, base),
+  if (v->n > 0)
+    memcpy (v->u.members, &g_array_index (ps->members, SmeltJsonMember, base),
           v->n * sizeof (SmeltJsonMember));
   g_array_set_size (ps->members, base);
   return TRUE;

@@ -1164,13 +1164,7 @@ test_real (gconstpointer data)
   g_assert_no_error (error);
   g_print ("# %s: tokenizer.ggml.model=%s pre=%s, loaded in %.3f s\n", c->name,
            smelt_gguf_vocab_get_model (v), smelt_gguf_vocab_get_pre (v), (t1 - t0) / 1e6);
-  /* 150k-token vocabularies load well under a second (not measured
-   * under sanitizers or valgrind) */
-#if !defined(__SANITIZE_ADDRESS__)
-  if (c->n_vocab <= 160000 && !g_getenv ("SMELT_TEST_SLOW") &&
-      !strstr (g_getenv ("LD_PRELOAD") ? g_getenv ("LD_PRELOAD") : "", "vgpreload"))
-    g_assert_cmpfloat ((t1 - t0) / 1e6, <, 1.0);
-#endif
+  /* load time is the benchmark's business, not a test's: printed only */
   smelt_gguf_vocab_free (v);
 
   l = load (f, c->arch, c->n_vocab);
