@@ -63,6 +63,7 @@ struct _SmeltGgufQuant
   /* options */
   char               *types;
   char               *name;
+  char               *pre;
   char               *max_file_size;
   char               *model_name;
   char               *author;
@@ -86,6 +87,7 @@ enum {
   PROP_0,
   PROP_TYPES,
   PROP_NAME,
+  PROP_PRE,
   PROP_MAX_FILE_SIZE,
   PROP_MODEL_NAME,
   PROP_AUTHOR,
@@ -134,6 +136,7 @@ smelt_gguf_quant_finalize (GObject *object)
 
   g_free (self->types);
   g_free (self->name);
+  g_free (self->pre);
   g_free (self->max_file_size);
   g_free (self->model_name);
   g_free (self->author);
@@ -160,6 +163,7 @@ string_slot (SmeltGgufQuant *self,
     {
     case PROP_TYPES: return &self->types;
     case PROP_NAME: return &self->name;
+    case PROP_PRE: return &self->pre;
     case PROP_MAX_FILE_SIZE: return &self->max_file_size;
     case PROP_MODEL_NAME: return &self->model_name;
     case PROP_AUTHOR: return &self->author;
@@ -320,6 +324,13 @@ smelt_gguf_quant_check_options (SmeltFormat  *format,
   gboolean has_auto;
   guint64 size;
 
+  if (self->pre && *self->pre && !smelt_gguf_vocab_pre_name_is_known (self->pre))
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "Pre: “%s” is not a pre-tokenizer llama.cpp knows (e.g. gpt-2, llama-bpe, "
+                   "qwen2, deepseek-llm, smollm, tekken)", self->pre);
+      return FALSE;
+    }
   return parse_types (self->types, types, &has_auto, error) &&
          check_name (self->name, error) &&
          parse_max_size (self->max_file_size, &size, error);
@@ -762,7 +773,10 @@ smelt_gguf_quant_plan (SmeltFormat  *format,
   self->plan = smelt_gguf_arch_plan (source, error);
   if (self->plan == NULL)
     return FALSE;
-  self->vocab = smelt_gguf_vocab_load (source, self->plan->arch, self->plan->n_vocab, error);
+  if (!smelt_gguf_quant_check_options (format, error))
+    return FALSE;
+  self->vocab = smelt_gguf_vocab_load_with_pre (source, self->plan->arch, self->plan->n_vocab,
+                                                self->pre && *self->pre ? self->pre : NULL, error);
   if (self->vocab == NULL)
     return FALSE;
   sort_by_source_order (self->plan->tensors, source);
@@ -1129,6 +1143,9 @@ smelt_gguf_quant_class_init (SmeltGgufQuantClass *klass)
     "GGUF types to write from one pass: f32, f16, bf16, q8_0, auto (the model's 16-bit type)", "auto");
   properties[PROP_NAME] = string_param ("file-stem", "Name",
     "File name stem: NAME.Q8_0.gguf (default: the model's name)", NULL);
+  properties[PROP_PRE] = string_param ("pre", "Pre",
+    "tokenizer.ggml.pre for a byte-level BPE tokenizer whose fingerprint llama.cpp's converter "
+    "does not know (e.g. gpt-2); default: chosen as the converter does", NULL);
   properties[PROP_MAX_FILE_SIZE] = string_param ("max-file-size", "MaxFileSize",
     "Split files larger than this (llama.cpp split format, e.g. 4GB); 0 = never", "0");
   properties[PROP_MODEL_NAME] = string_param ("model-name", "ModelName",

@@ -139,3 +139,14 @@ smelt_gguf_vocab_pre_lookup (const char *hash)
       name = pre_table[i].name;
   return name;
 }
+
+/* Whether @name is a pre-tokenizer name the converter can write (and so
+ * one llama.cpp of the same commit implements). */
+gboolean
+smelt_gguf_vocab_pre_is_known (const char *name)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (pre_table); i++)
+    if (strcmp (pre_table[i].name, name) == 0)
+      return TRUE;
+  return FALSE;
+}

@@ -187,5 +187,6 @@ char              *smelt_hf_tokenizer_pre_hash     (SmeltHfTokenizer  *tok,
 /* The converter's table of pre-tokenizer fingerprints
  * (smelt-gguf-vocab-pre.c): the name for @hash, or NULL. */
 const char        *smelt_gguf_vocab_pre_lookup     (const char        *hash);
+gboolean           smelt_gguf_vocab_pre_is_known   (const char        *name);
 
 G_END_DECLS

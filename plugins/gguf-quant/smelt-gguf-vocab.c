@@ -87,6 +87,7 @@ typedef struct {
   SmeltJsonDoc     *tokenizer_config;
   SmeltJsonDoc     *special_tokens_map;
   SmeltHfTokenizer *hf;
+  const char       *pre_override;   /* the recipe's Pre, or NULL */
 } Ctx;
 
 static void
@@ -1353,9 +1354,14 @@ vocab_base_pre (Ctx     *ctx,
 {
   const char *path = tok_path (ctx, "tokenizer.json");
   g_autoptr(GError) local = NULL;
-  g_autofree char *hash = smelt_hf_tokenizer_pre_hash (ctx->hf, &local);
+  g_autofree char *hash = NULL;
   const char *name;
 
+  /* the user knows better than the fingerprint (a tokenizer trained
+   * with a standard pre-tokenizer but a vocabulary of its own) */
+  if (ctx->pre_override != NULL)
+    return g_strdup (ctx->pre_override);
+  hash = smelt_hf_tokenizer_pre_hash (ctx->hf, &local);
   if (!hash)
     {
       g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
@@ -1368,7 +1374,9 @@ vocab_base_pre (Ctx     *ctx,
     {
       g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
                    "%s: the BPE pre-tokenizer is not one llama.cpp knows (its fingerprint %s "
-                   "is not in convert_hf_to_gguf.py's table of llama.cpp %s)",
+                   "is not in convert_hf_to_gguf.py's table of llama.cpp %s); if you know "
+                   "which one it is, set the export's Pre option (e.g. Pre=gpt-2 for a plain "
+                   "GPT-2 byte-level pre-tokenizer)",
                    path, hash, "de3ff81");
       return NULL;
     }
@@ -1783,6 +1791,22 @@ smelt_gguf_vocab_load (SmeltSource  *source,
                        guint64       n_vocab,
                        GError      **error)
 {
+  return smelt_gguf_vocab_load_with_pre (source, arch, n_vocab, NULL, error);
+}
+
+gboolean
+smelt_gguf_vocab_pre_name_is_known (const char *name)
+{
+  return name != NULL && smelt_gguf_vocab_pre_is_known (name);
+}
+
+SmeltGgufVocab *
+smelt_gguf_vocab_load_with_pre (SmeltSource  *source,
+                                const char   *arch,
+                                guint64       n_vocab,
+                                const char   *pre,
+                                GError      **error)
+{
   g_autoptr(SmeltGgufVocab) vocab = g_new0 (SmeltGgufVocab, 1);
   Ctx ctx = { 0 };
   gboolean ok;
@@ -1799,6 +1823,7 @@ smelt_gguf_vocab_load (SmeltSource  *source,
   ctx.config = smelt_source_get_config (source);
   ctx.dir = g_strdup (smelt_model_get_path (smelt_source_get_model (source)));
   ctx.vocab = vocab;
+  ctx.pre_override = pre;
 
   ok = set_vocab (&ctx, error);
 

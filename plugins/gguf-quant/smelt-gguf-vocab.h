@@ -20,6 +20,18 @@ SmeltGgufVocab *smelt_gguf_vocab_load        (SmeltSource     *source,
                                               const char      *arch,
                                               guint64          n_vocab,
                                               GError         **error);
+
+/* As smelt_gguf_vocab_load(), with the user's choice of
+ * tokenizer.ggml.pre for a byte-level BPE vocabulary instead of the
+ * converter's fingerprint (NULL: the fingerprint). @pre must be a name
+ * llama.cpp knows. */
+SmeltGgufVocab *smelt_gguf_vocab_load_with_pre (SmeltSource   *source,
+                                                const char    *arch,
+                                                guint64        n_vocab,
+                                                const char    *pre,
+                                                GError       **error);
+/* Whether @name is a tokenizer.ggml.pre value llama.cpp implements. */
+gboolean        smelt_gguf_vocab_pre_name_is_known (const char *name);
 void            smelt_gguf_vocab_free        (SmeltGgufVocab  *vocab);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmeltGgufVocab, smelt_gguf_vocab_free)
 
