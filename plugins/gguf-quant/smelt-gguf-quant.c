@@ -855,9 +855,10 @@ check_overflow (SmeltGgufTensor *t,
   if (i < 0)
     return TRUE;
   g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
-               "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
-               " does not fit in %s%s", t->name, rows[i], first_row + i / t->ne[0],
-               (guint64) (i % t->ne[0]), smelt_ggml_type_get_name (type),
+               "%s (%s in the GGUF): value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
+               " does not fit in %s%s", t->tensor ? smelt_tensor_get_name (t->tensor) : t->name,
+               t->name, rows[i], first_row + i / t->ne[0], (guint64) (i % t->ne[0]),
+               type == SMELT_GGML_TYPE_F16 ? "float16" : "bfloat16",
                type == SMELT_GGML_TYPE_F16 ? " (largest 65504); use Types=bf16" : "");
   return FALSE;
 }
@@ -1078,7 +1079,13 @@ smelt_gguf_quant_write_rows (SmeltFormat   *format,
     {
       Output *o = g_ptr_array_index (self->outputs, k);
 
-      g_assert (o->tensor_written == o->tensor_size[index]);
+      if (o->tensor_written != o->tensor_size[index])
+        {
+          g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                       "%s: %s has %" G_GUINT64_FORMAT " bytes of data, planned %" G_GUINT64_FORMAT,
+                       o->open->path, t->name, o->tensor_written, o->tensor_size[index]);
+          return FALSE;
+        }
       if (!pad_tensor (o, cancellable, error))
         return FALSE;
     }

@@ -112,6 +112,23 @@ def case_bad_shape(work):
     return m, "", ["o_proj", "3 heads"]
 
 
+def case_f16_overflow(work):
+    """A weight beyond fp16's range, found mid-stream: the files already
+    open must go too."""
+    m = fresh_model(work, "overflow")
+    path = os.path.join(m, "model.safetensors")
+    header, _ = gen.read_safetensors_header(path)
+    names = list(header)
+    tensors = gen.read_safetensors(path, names)
+    name = "model.layers.1.mlp.up_proj.weight"
+    dtype, arr = tensors[name]
+    f = gen.storage_to_f32(arr, dtype).copy()
+    f.flat[7] = 70000.0
+    tensors[name] = (dtype, gen.to_storage(f, dtype))
+    gen.write_safetensors(path, [gen.entry_from_array(n, tensors[n][0], tensors[n][1]) for n in names])
+    return m, "types=q8_0;f16", [name, "float16", "65504", "bf16"]
+
+
 def case_bad_type(work):
     m = fresh_model(work, "bad-type")
     return m, "types=q4_k_m;iq2_xs", ["Types", "q4_k_m"]
@@ -128,7 +145,8 @@ def case_bad_size(work):
 
 
 CASES = [case_unsupported_arch, case_missing_tokenizer, case_vocab_too_big,
-         case_missing_tensor, case_bad_shape, case_bad_type, case_bad_name, case_bad_size]
+         case_missing_tensor, case_bad_shape, case_f16_overflow, case_bad_type, case_bad_name,
+         case_bad_size]
 
 
 def main():
