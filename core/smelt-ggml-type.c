@@ -157,6 +157,15 @@ smelt_ggml_type_can_encode (SmeltGgmlType type)
     case SMELT_GGML_TYPE_F16:
     case SMELT_GGML_TYPE_BF16:
     case SMELT_GGML_TYPE_Q8_0:
+    case SMELT_GGML_TYPE_Q4_0:
+    case SMELT_GGML_TYPE_Q4_1:
+    case SMELT_GGML_TYPE_Q5_0:
+    case SMELT_GGML_TYPE_Q5_1:
+    case SMELT_GGML_TYPE_Q2_K:
+    case SMELT_GGML_TYPE_Q3_K:
+    case SMELT_GGML_TYPE_Q4_K:
+    case SMELT_GGML_TYPE_Q5_K:
+    case SMELT_GGML_TYPE_Q6_K:
       return TRUE;
     default:
       return FALSE;
@@ -396,6 +405,17 @@ smelt_ggml_encode_rows (SmeltGgmlType type,
       break;
     case SMELT_GGML_TYPE_Q8_0:
       encode_q8_0 (src, n, dst);
+      break;
+    case SMELT_GGML_TYPE_Q4_0:
+    case SMELT_GGML_TYPE_Q4_1:
+    case SMELT_GGML_TYPE_Q5_0:
+    case SMELT_GGML_TYPE_Q5_1:
+    case SMELT_GGML_TYPE_Q2_K:
+    case SMELT_GGML_TYPE_Q3_K:
+    case SMELT_GGML_TYPE_Q4_K:
+    case SMELT_GGML_TYPE_Q5_K:
+    case SMELT_GGML_TYPE_Q6_K:
+      _smelt_ggml_quantize (type, src, n, dst);   /* smelt-ggml-quants.c */
       break;
     default:
       g_assert_not_reached ();

@@ -188,3 +188,23 @@ gpointer _smelt_scratch_get (SmeltScratchSlot slot,
                              gsize            size);
 
 G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* ---- ggml block quantizers (smelt-ggml-quants.c) ----
+ * Portable encoders, byte for byte those of ggml_quantize_chunk() without
+ * an importance matrix (ggml's quantize_row_*_ref). @n floats, a multiple
+ * of the block size (32 for Q4_0 … Q5_1, 256 for the K types). Thread-safe. */
+void     _smelt_ggml_quantize_q4_0 (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q4_1 (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q5_0 (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q5_1 (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q2_k (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q3_k (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q4_k (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q5_k (const float *src, guint64 n, guint8 *dst);
+void     _smelt_ggml_quantize_q6_k (const float *src, guint64 n, guint8 *dst);
+/* dispatches to the above; FALSE for a type without an encoder here */
+gboolean _smelt_ggml_quantize      (SmeltGgmlType type, const float *src, guint64 n, guint8 *dst);
+
+G_END_DECLS

@@ -347,7 +347,8 @@ test_types (void)
   g_assert_cmpstr (smelt_ggml_type_get_name (SMELT_GGML_TYPE_Q6_K), ==, "q6_K");
   g_assert_false (smelt_ggml_type_is_known (4));
   g_assert_true (smelt_ggml_type_can_encode (SMELT_GGML_TYPE_Q8_0));
-  g_assert_false (smelt_ggml_type_can_encode (SMELT_GGML_TYPE_Q4_K));
+  g_assert_true (smelt_ggml_type_can_encode (SMELT_GGML_TYPE_Q4_K));
+  g_assert_false (smelt_ggml_type_can_encode (SMELT_GGML_TYPE_IQ4_NL));
 }
 
 /* Q8_0 by hand: amax 2.54 → d = 0.02 (fp16 0x251f), q = roundf(x/d) with
@@ -495,6 +496,190 @@ test_q8_0_paths (void)
   g_rand_free (r);
 }
 
+/* ---- block quantizers (core/smelt-ggml-quants.c) ----
+ * Byte equality with ggml itself over many adversarial matrices is the
+ * job of tests/gguf/test_gguf_encode.py; these cases run without the
+ * llama.cpp libraries and check what can be derived by hand from the
+ * definitions (doc: shared/reference/gguf.md §5). */
+
+static const SmeltGgmlType quant_types[] = {
+  SMELT_GGML_TYPE_Q4_0, SMELT_GGML_TYPE_Q4_1, SMELT_GGML_TYPE_Q5_0, SMELT_GGML_TYPE_Q5_1,
+  SMELT_GGML_TYPE_Q2_K, SMELT_GGML_TYPE_Q3_K, SMELT_GGML_TYPE_Q4_K, SMELT_GGML_TYPE_Q5_K,
+  SMELT_GGML_TYPE_Q6_K,
+};
+
+static guint16
+f16_of (float f)
+{
+  guint16 h;
+
+  smelt_convert_f32_to_f16 (&f, &h, 1);
+  return h;
+}
+
+/* All-zero input. Q4_0 and Q5_0 store d = 0 / -8 = -0 (0x8000) and the
+ * middle level (8, 16); Q4_1/Q5_1 store the first element as min, so -0
+ * rows give m = 0x8000; every K type writes zeros. */
+static void
+test_quants_zero_blocks (void)
+{
+  float x[256];
+  guint8 out[256];
+
+  for (int sign = 0; sign < 2; sign++)
+    {
+      for (int i = 0; i < 256; i++)
+        x[i] = sign ? -0.0f : 0.0f;
+      for (gsize t = 0; t < G_N_ELEMENTS (quant_types); t++)
+        {
+          SmeltGgmlType type = quant_types[t];
+          gsize bytes = smelt_ggml_type_row_size (type, 256);
+          guint8 want[256] = { 0 };
+
+          switch (type)
+            {
+            case SMELT_GGML_TYPE_Q4_0:
+              for (int b = 0; b < 8; b++)
+                {
+                  want[18 * b + 1] = 0x80;
+                  memset (want + 18 * b + 2, 0x88, 16);
+                }
+              break;
+            case SMELT_GGML_TYPE_Q5_0:
+              for (int b = 0; b < 8; b++)
+                {
+                  want[22 * b + 1] = 0x80;
+                  memset (want + 22 * b + 2, 0xff, 4);     /* bit 4 of every q = 16 */
+                }
+              break;
+            case SMELT_GGML_TYPE_Q4_1:
+            case SMELT_GGML_TYPE_Q5_1:
+              for (gsize b = 0; sign && b < bytes; b += bytes / 8)
+                want[b + 3] = 0x80;
+              break;
+            default:
+              break;
+            }
+          memset (out, 0xa5, sizeof out);
+          g_assert_true (smelt_ggml_encode_rows (type, x, 1, 256, out));
+          if (memcmp (out, want, bytes) != 0)
+            g_error ("%s of %s zeros differs", smelt_ggml_type_get_name (type), sign ? "negative" : "positive");
+        }
+    }
+}
+
+/* Q4_0 on x[j] = j - 16: the signed maximum is -16 (the first of the
+ * largest magnitudes), d = 2, q = trunc(x / 2 + 8.5) clamped to 15, so
+ * the .5 cases go up; nibbles j | j+16 << 4. */
+static void
+test_quants_q4_0_ramp (void)
+{
+  float x[32];
+  guint8 out[18];
+
+  for (int j = 0; j < 32; j++)
+    x[j] = (float) (j - 16);
+  g_assert_true (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q4_0, x, 1, 32, out));
+  g_assert_cmpuint (out[0] | out[1] << 8, ==, f16_of (2.0f));
+  for (int j = 0; j < 16; j++)
+    {
+      int lo = (j + 1) / 2, hi = MIN (15, (j + 17) / 2);
+
+      g_assert_cmpuint (out[2 + j], ==, lo | hi << 4);
+    }
+}
+
+/* Q4_K and Q5_K on a ramp 0..nmax repeated: the first grid (scale 1,
+ * min 0) fits exactly, no trial can beat an error of 0, so every
+ * sub-block has scale 1 and min 0: 6-bit scales 63, mins 0, d = fp16(1/63),
+ * dmin = 0, and the levels are the values. This pins the packing of the
+ * scales, the nibbles and Q5_K's high bits. */
+static void
+test_quants_k_ramp (void)
+{
+  float x[256];
+  guint8 out[176];
+
+  for (int i = 0; i < 256; i++)
+    x[i] = (float) (i % 16);
+  g_assert_true (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q4_K, x, 1, 256, out));
+  g_assert_cmpuint (out[0] | out[1] << 8, ==, f16_of (1.0f / 63));
+  g_assert_cmpuint (out[2] | out[3] << 8, ==, 0);
+  for (int j = 0; j < 4; j++)
+    {
+      g_assert_cmpuint (out[4 + j], ==, 63 | 3 << 6);    /* scale j, top bits of scale j+4 */
+      g_assert_cmpuint (out[8 + j], ==, 0);              /* mins */
+      g_assert_cmpuint (out[12 + j], ==, 0x0f);          /* low bits of scale and min j+4 */
+    }
+  for (int l = 0; l < 128; l++)
+    g_assert_cmpuint (out[16 + l], ==, (l % 16) * 0x11);
+
+  for (int i = 0; i < 256; i++)
+    x[i] = (float) (i % 32);
+  g_assert_true (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q5_K, x, 1, 256, out));
+  g_assert_cmpuint (out[0] | out[1] << 8, ==, f16_of (1.0f / 63));
+  g_assert_cmpuint (out[2] | out[3] << 8, ==, 0);
+  for (int j = 0; j < 32; j++)
+    g_assert_cmpuint (out[16 + j], ==, j < 16 ? 0 : 0xff);   /* qh */
+  for (int l = 0; l < 128; l++)
+    g_assert_cmpuint (out[48 + l], ==, (l % 16) * 0x11);
+  /* K rows must split into super-blocks */
+  g_assert_false (smelt_ggml_encode_rows (SMELT_GGML_TYPE_Q4_K, x, 1, 128, out));
+}
+
+typedef struct {
+  const float *x;
+  gsize        n;
+  guint8      *out[G_N_ELEMENTS (quant_types)];
+} QuantJob;
+
+static gpointer
+quant_thread (gpointer data)
+{
+  QuantJob *job = data;
+
+  for (gsize t = 0; t < G_N_ELEMENTS (quant_types); t++)
+    smelt_ggml_encode_rows (quant_types[t], job->x, job->n / 4096, 4096, job->out[t]);
+  return NULL;
+}
+
+/* The encoders keep no state: threads running them at the same time on
+ * the same input write the bytes of a lone run. */
+static void
+test_quants_threads (void)
+{
+  const gsize n = 16 * 4096;
+  GRand *r = g_rand_new_with_seed (13);
+  g_autofree float *x = g_new (float, n);
+  QuantJob jobs[3];
+  GThread *threads[3];
+
+  for (gsize i = 0; i < n; i++)
+    x[i] = (float) g_rand_double_range (r, -1, 1) * (i % 97 == 0 ? 50 : 1);
+  for (guint k = 0; k < G_N_ELEMENTS (jobs); k++)
+    {
+      jobs[k].x = x;
+      jobs[k].n = n;
+      for (gsize t = 0; t < G_N_ELEMENTS (quant_types); t++)
+        jobs[k].out[t] = g_malloc (smelt_ggml_type_row_size (quant_types[t], n));
+    }
+  quant_thread (&jobs[0]);
+  for (guint k = 1; k < G_N_ELEMENTS (jobs); k++)
+    threads[k] = g_thread_new ("quant", quant_thread, &jobs[k]);
+  for (guint k = 1; k < G_N_ELEMENTS (jobs); k++)
+    g_thread_join (threads[k]);
+  for (guint k = 0; k < G_N_ELEMENTS (jobs); k++)
+    for (gsize t = 0; t < G_N_ELEMENTS (quant_types); t++)
+      {
+        if (k > 0 && memcmp (jobs[k].out[t], jobs[0].out[t], smelt_ggml_type_row_size (quant_types[t], n)) != 0)
+          g_error ("%s: thread %u differs", smelt_ggml_type_get_name (quant_types[t]), k);
+      }
+  for (guint k = 0; k < G_N_ELEMENTS (jobs); k++)
+    for (gsize t = 0; t < G_N_ELEMENTS (quant_types); t++)
+      g_free (jobs[k].out[t]);
+  g_rand_free (r);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -512,5 +697,9 @@ main (int   argc,
   g_test_add_func ("/gguf/q8_0/rounding", test_q8_0_rounding);
   g_test_add_func ("/gguf/q8_0/simd-paths", test_q8_0_paths);
   g_test_add_func ("/gguf/fp16-scale", test_fp16_scale);
+  g_test_add_func ("/gguf/quants/zero-blocks", test_quants_zero_blocks);
+  g_test_add_func ("/gguf/quants/q4_0-ramp", test_quants_q4_0_ramp);
+  g_test_add_func ("/gguf/quants/k-ramp", test_quants_k_ramp);
+  g_test_add_func ("/gguf/quants/threads", test_quants_threads);
   return g_test_run ();
 }
