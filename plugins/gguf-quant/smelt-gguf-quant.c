@@ -7,6 +7,7 @@
 #include <smelt/smelt.h>
 
 #include "smelt-gguf-arch.h"
+#include "smelt-gguf-mixture.h"
 #include "smelt-gguf-vocab.h"
 
 /* Writes GGUF v3 files for llama.cpp straight from the Hugging Face model,
@@ -21,18 +22,49 @@
  * (smelt-gguf-arch.c) maps names, keys and per-tensor rules, the
  * vocabulary module (smelt-gguf-vocab.c) the tokenizer keys. */
 
+/* F32, F16, BF16 and Q8_0 are written as convert_hf_to_gguf.py writes
+ * them (mix == NULL). Every other file type is what llama-quantize makes
+ * of smelt's own F32 file: llama.cpp's per-tensor mixture (mix), keys as
+ * llama-quantize leaves them. */
 typedef struct {
-  const char    *name;      /* as in file names: NAME.Q8_0.gguf */
-  SmeltGgmlType  type;      /* for tensors the converter does not force to F32 */
-  guint32        ftype;     /* general.file_type (llama_ftype) */
+  const char           *name;      /* as in file names: NAME.Q4_K_M.gguf */
+  SmeltGgmlType         type;      /* for tensors the converter does not force to F32 */
+  guint32               ftype;     /* general.file_type (llama_ftype) */
+  const SmeltGgufFtype *mix;
 } OutputType;
 
 static const OutputType output_types[] = {
-  { "F32",  SMELT_GGML_TYPE_F32,  0 },
-  { "F16",  SMELT_GGML_TYPE_F16,  1 },
-  { "BF16", SMELT_GGML_TYPE_BF16, 32 },
-  { "Q8_0", SMELT_GGML_TYPE_Q8_0, 7 },
+  { "F32",  SMELT_GGML_TYPE_F32,  0,  NULL },
+  { "F16",  SMELT_GGML_TYPE_F16,  1,  NULL },
+  { "BF16", SMELT_GGML_TYPE_BF16, 32, NULL },
+  { "Q8_0", SMELT_GGML_TYPE_Q8_0, 7,  NULL },
 };
+
+/* One OutputType per quantized file type, made once: the mixture module's
+ * table is static, and so is this. */
+static const OutputType *
+mix_output_type (const SmeltGgufFtype *ft)
+{
+  static OutputType *table;
+  static gsize n;
+  const SmeltGgufFtype *all;
+
+  if (g_once_init_enter (&table))
+    {
+      OutputType *t;
+
+      all = smelt_gguf_mixture_ftypes (&n);
+      t = g_new0 (OutputType, n);
+      for (gsize i = 0; i < n; i++)
+        t[i] = (OutputType) { all[i].name, all[i].default_type, all[i].ftype, &all[i] };
+      g_once_init_leave (&table, t);
+    }
+  all = smelt_gguf_mixture_ftypes (&n);
+  for (gsize i = 0; i < n; i++)
+    if (&all[i] == ft)
+      return &table[i];
+  return NULL;
+}
 
 typedef struct {
   char            *path;
@@ -242,6 +274,29 @@ find_output_type (const char *name)
   return NULL;
 }
 
+/* A Types entry: the converter's four types by name or ftype (so the
+ * aliases not_quantized and fast_quantized land there), else one of
+ * llama-quantize's file types. */
+static const OutputType *
+parse_output_type (const char  *name,
+                   GError     **error)
+{
+  const OutputType *t = find_output_type (name);
+  const SmeltGgufFtype *ft;
+
+  if (t != NULL)
+    return t;
+  if (!smelt_gguf_mixture_parse_ftype (name, &ft, error))
+    {
+      g_prefix_error (error, "Types: ");
+      return NULL;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (output_types); i++)
+    if (output_types[i].ftype == ft->ftype)
+      return &output_types[i];
+  return mix_output_type (ft);
+}
+
 /* Splits Types on ';', ',' or spaces; "auto" stays a NULL entry until
  * the model is known. */
 static gboolean
@@ -264,14 +319,9 @@ parse_types (const char  *text,
           *has_auto = TRUE;
           continue;
         }
-      t = find_output_type (parts[i]);
+      t = parse_output_type (parts[i], error);
       if (t == NULL)
-        {
-          g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
-                       "Types: unknown GGUF type “%s”; this version writes f32, f16, bf16, "
-                       "q8_0 and auto (the model's own 16-bit type)", parts[i]);
-          return FALSE;
-        }
+        return FALSE;
       if (!g_ptr_array_find (out, t, NULL))
         g_ptr_array_add (out, (gpointer) t);
     }
@@ -658,6 +708,54 @@ tensor_type (const OutputType *kind,
   return kind->type;
 }
 
+/* llama_model_quantize() on smelt's own F32 file: every tensor comes in
+ * as F32, llama.cpp's rules pick each one's type, and the keys end with
+ * general.quantization_version then general.file_type, moved to the end
+ * as gguf_set_val_u32() does. */
+static gboolean
+plan_mixture (SmeltGgufQuant   *self,
+              Output           *o,
+              SmeltGgufLayout  *layout,
+              GError          **error)
+{
+  GPtrArray *tensors = self->plan->tensors;
+  g_autofree SmeltGgufMixTensor *mt = g_new0 (SmeltGgufMixTensor, tensors->len);
+  SmeltGgufMixHparams hp = { 0 };
+
+  for (guint i = 0; i < tensors->len; i++)
+    {
+      SmeltGgufTensor *t = g_ptr_array_index (tensors, i);
+
+      mt[i].name = t->name;
+      memcpy (mt[i].ne, t->ne, sizeof mt[i].ne);
+      mt[i].type = SMELT_GGML_TYPE_F32;
+    }
+  hp.arch = self->plan->arch;
+  hp.n_head = self->plan->n_head;
+  hp.n_head_kv = self->plan->n_head_kv ? self->plan->n_head_kv : self->plan->n_head;
+  hp.n_layer = self->plan->n_layer;
+  if (!smelt_gguf_mixture_choose (o->kind->mix, &hp, mt, tensors->len, o->tensor_type, error))
+    {
+      g_prefix_error (error, "%s: ", o->kind->name);
+      return FALSE;
+    }
+  for (guint i = 0; i < tensors->len; i++)
+    if (!smelt_ggml_type_can_encode (o->tensor_type[i]))
+      {
+        g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_UNSUPPORTED,
+                     "%s: llama.cpp would store %s as %s, which this version of smelt "
+                     "cannot write", o->kind->name, mt[i].name,
+                     smelt_ggml_type_get_name (o->tensor_type[i]));
+        return FALSE;
+      }
+  smelt_gguf_layout_remove (layout, "general.file_type");
+  smelt_gguf_layout_remove (layout, "general.quantization_version");
+  smelt_gguf_layout_set_uint32 (layout, "general.quantization_version",
+                                SMELT_GGUF_QUANTIZATION_VERSION);
+  smelt_gguf_layout_set_uint32 (layout, "general.file_type", o->kind->ftype);
+  return TRUE;
+}
+
 static Shard *
 new_shard (Output          *o,
            SmeltGgufLayout *layout)
@@ -684,14 +782,21 @@ plan_output (SmeltGgufQuant   *self,
   Shard *s = new_shard (o, smelt_gguf_layout_copy (template));
   guint64 in_shard = 0;
 
-  smelt_gguf_layout_set_uint32 (s->layout, "general.file_type", o->kind->ftype);
   o->tensor_type = g_new0 (SmeltGgmlType, tensors->len);
   o->tensor_shard = g_new0 (guint, tensors->len);
   o->tensor_size = g_new0 (guint64, tensors->len);
+  if (o->kind->mix == NULL)
+    {
+      smelt_gguf_layout_set_uint32 (s->layout, "general.file_type", o->kind->ftype);
+      for (guint i = 0; i < tensors->len; i++)
+        o->tensor_type[i] = tensor_type (o->kind, g_ptr_array_index (tensors, i));
+    }
+  else if (!plan_mixture (self, o, s->layout, error))
+    return FALSE;
   for (guint i = 0; i < tensors->len; i++)
     {
       SmeltGgufTensor *t = g_ptr_array_index (tensors, i);
-      SmeltGgmlType type = tensor_type (o->kind, t);
+      SmeltGgmlType type = o->tensor_type[i];
       guint64 rows = t->ne[1] * t->ne[2] * t->ne[3];
       guint64 size = smelt_ggml_type_row_size (type, t->ne[0]) * rows;
 
@@ -703,7 +808,6 @@ plan_output (SmeltGgufQuant   *self,
       if (!smelt_gguf_layout_add_tensor (s->layout, t->name, type, t->ne, t->n_dims, error))
         return FALSE;
       in_shard += size;
-      o->tensor_type[i] = type;
       o->tensor_shard[i] = o->shards->len - 1;
       o->tensor_size[i] = size;
     }
@@ -1147,7 +1251,8 @@ smelt_gguf_quant_class_init (SmeltGgufQuantClass *klass)
   format_class->check_options = smelt_gguf_quant_check_options;
 
   properties[PROP_TYPES] = string_param ("types", "Types",
-    "GGUF types to write from one pass: f32, f16, bf16, q8_0, auto (the model's 16-bit type)", "auto");
+    "GGUF types to write from one pass: f32, f16, bf16, q8_0, auto (the model's 16-bit type), "
+    "and llama-quantize's q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k", "auto");
   properties[PROP_NAME] = string_param ("file-stem", "Name",
     "File name stem: NAME.Q8_0.gguf (default: the model's name)", NULL);
   properties[PROP_PRE] = string_param ("pre", "Pre",

@@ -3,6 +3,7 @@
 SentencePiece tokenizer and a PEFT LoRA adapter, for smelt's GGUF tests.
 
     gen_arch_models.py OUTDIR FAMILY [--seed N] [--vocab N] [--tokenizer-dir DIR]
+                       [--set KEY=VALUE]...
     gen_arch_models.py --list
     gen_arch_models.py --selftest
 
@@ -24,6 +25,11 @@ Shapes are small (hidden 64..128, 2..6 layers) with every row length a
 multiple of 32 so that Q8_0 applies to every matrix.  Weights are large enough
 that each architectural detail moves the logits well beyond 1e-4 (the
 reference's self-test checks that), and the LoRA delta is ~20 % of the weight.
+
+--set overrides a key of the family (hidden=256, layers=16, kv_heads=2, …;
+the value is read as JSON, else kept as a string), e.g. for shapes whose rows
+split into 256-blocks or not; any_rows=true allows rows that are not a
+multiple of 32.
 
 The safetensors writer, the adapter writer and the recipe writer are the ones
 of gen_tiny_model.py (imported, not copied).  Only numpy is needed.
@@ -119,19 +125,24 @@ FAMILIES = {
 }
 
 DEFAULTS = dict(head_dim=None, pad=0, tok="llama", qk_gain=1.0, lm_gain=1.0,
-                rope_scaling=None)
+                rope_scaling=None, any_rows=False)
 
 #: LoRA targets: every attention and MLP projection
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PHI3_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 
 
-def family_spec(name, vocab=None):
-    """The family's parameters with defaults filled in (a dict)."""
+def family_spec(name, vocab=None, overrides=None):
+    """The family's parameters with defaults filled in (a dict); `overrides`
+    replaces keys of the family (see --set)."""
     if name not in FAMILIES:
         raise SystemExit("unknown family %r (known: %s)" % (name, ", ".join(FAMILIES)))
     f = dict(DEFAULTS)
     f.update(FAMILIES[name])
+    for key in (overrides or {}):
+        if key not in f:
+            raise SystemExit("--set %s: not a key of family %s" % (key, name))
+    f.update(overrides or {})
     f["name"] = name
     if vocab is not None:
         f["vocab"] = int(vocab)
@@ -531,7 +542,7 @@ def tensor_specs(f):
     if not f["tie"]:
         specs.append(("lm_head.weight", [v, h], "lm_head"))
     for name, shape, kind in specs:
-        if len(shape) == 2 and shape[1] % 32:
+        if len(shape) == 2 and shape[1] % 32 and not f["any_rows"]:
             raise SystemExit("%s: %s rows of %d are not a multiple of 32"
                              % (f["name"], name, shape[1]))
     return specs
@@ -561,13 +572,15 @@ def tensor_values(rng, f, shape, kind):
 # model + adapter
 # ---------------------------------------------------------------------------
 
-def generate(outdir, family, seed=0, vocab=None, tokenizer_dir=None, rank=8, alpha=16):
-    """Write OUTDIR/model and OUTDIR/adapter for `family`.
+def generate(outdir, family, seed=0, vocab=None, tokenizer_dir=None, rank=8, alpha=16,
+             overrides=None):
+    """Write OUTDIR/model and OUTDIR/adapter for `family` (with `overrides`
+    of its keys, see --set).
 
     Returns (model_dir, adapter_dir)."""
     if tokenizer_dir and vocab is None:
         vocab = tokenizer_rows(tokenizer_dir)
-    f = family_spec(family, vocab)
+    f = family_spec(family, vocab, overrides)
     model = os.path.join(outdir, "model")
     os.makedirs(model, exist_ok=True)
     if tokenizer_dir:
@@ -726,6 +739,8 @@ def main(argv=None):
                    help="embedding rows (config vocab_size); default per family")
     p.add_argument("--tokenizer-dir", default=None,
                    help="copy tokenizer.model and friends from this directory")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the family (VALUE read as JSON), e.g. hidden=256")
     p.add_argument("--list", action="store_true", help="list the families")
     p.add_argument("--selftest", action="store_true")
     args = p.parse_args(argv)
@@ -741,8 +756,17 @@ def main(argv=None):
         return 0
     if not args.outdir or not args.family:
         p.error("OUTDIR and FAMILY are required")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error("--set %s: expected KEY=VALUE" % item)
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
     model, adapter = generate(args.outdir, args.family, seed=args.seed, vocab=args.vocab,
-                              tokenizer_dir=args.tokenizer_dir)
+                              tokenizer_dir=args.tokenizer_dir, overrides=overrides)
     print(model)
     print(adapter)
     return 0

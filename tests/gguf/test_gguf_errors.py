@@ -131,7 +131,12 @@ def case_f16_overflow(work):
 
 def case_bad_type(work):
     m = fresh_model(work, "bad-type")
-    return m, "types=q4_k_m;iq2_xs", ["Types", "q4_k_m"]
+    return m, "types=q4_k_m;iq2_xs", ["Types", "iq2_xs", "importance matrix"]
+
+
+def case_unknown_type(work):
+    m = fresh_model(work, "unknown-type")
+    return m, "types=q9_z", ["Types", "q9_z", "q4_k_m"]
 
 
 def case_bad_name(work):
@@ -145,7 +150,7 @@ def case_bad_size(work):
 
 
 CASES = [case_unsupported_arch, case_missing_tokenizer, case_vocab_too_big,
-         case_missing_tensor, case_bad_shape, case_f16_overflow, case_bad_type, case_bad_name,
+         case_missing_tensor, case_bad_shape, case_f16_overflow, case_bad_type, case_unknown_type, case_bad_name,
          case_bad_size]
 
 
