@@ -206,5 +206,8 @@ void     _smelt_ggml_quantize_q5_k (const float *src, guint64 n, guint8 *dst);
 void     _smelt_ggml_quantize_q6_k (const float *src, guint64 n, guint8 *dst);
 /* dispatches to the above; FALSE for a type without an encoder here */
 gboolean _smelt_ggml_quantize      (SmeltGgmlType type, const float *src, guint64 n, guint8 *dst);
+/* the same with the vector searches of @level (same bytes at every level) */
+gboolean _smelt_ggml_quantize_at   (SmeltSimdLevel level, SmeltGgmlType type, const float *src,
+                                    guint64 n, guint8 *dst);
 
 G_END_DECLS

@@ -680,6 +680,99 @@ test_quants_threads (void)
   g_rand_free (r);
 }
 
+/* One 16-element piece of a super-block, of a random kind. Mixing kinds
+ * inside a super-block makes the lanes of a vector search (one sub-block
+ * each) take different branches at the same step. */
+static void
+fill_piece (float *x,
+            GRand *r)
+{
+  int kind = g_rand_int_range (r, 0, 13);
+  float c = (float) g_rand_double_range (r, -4, 4);
+  float s = powf (10.0f, (float) g_rand_int_range (r, -8, 9));
+  guint32 bits;
+
+  for (int i = 0; i < 16; i++)
+    switch (kind)
+      {
+      case 0: x[i] = (float) g_rand_double_range (r, -1, 1) * s; break;
+      case 1: x[i] = g_rand_boolean (r) ? 0.0f : -0.0f; break;
+      case 2: x[i] = c; break;                                            /* constant */
+      case 3: x[i] = (float) g_rand_double_range (r, -1e-3, 1e-3); break; /* outlier below */
+      case 4: bits = g_rand_int_range (r, 0, 0x7fffff) | (g_rand_boolean (r) ? 0x80000000u : 0);
+              memcpy (&x[i], &bits, 4); break;                            /* subnormal */
+      case 5: x[i] = (float) g_rand_double_range (r, -1e30, 1e30); break; /* squares overflow */
+      case 6: x[i] = 0.5f * g_rand_int_range (r, -9, 10); break;          /* rounding ties */
+      case 7: x[i] = (float) g_rand_double_range (r, -1, 1) * 1e-20f; break; /* scale rounds to 0 */
+      case 8: x[i] = (float) g_rand_double_range (r, 0.5, 1) * s; break;  /* min > 0 */
+      case 9: x[i] = (float) -g_rand_double_range (r, 0.5, 1) * s; break; /* all negative */
+      case 10: x[i] = c + 0.25f * g_rand_int_range (r, 0, 16); break;     /* on a grid */
+      case 11: x[i] = (float) g_rand_double_range (r, -1, 1) * 1e-16f; break; /* near GROUP_MAX_EPS */
+      default: x[i] = (float) g_rand_double_range (r, -1, 1) + (i == 0 ? 40.0f : 0.0f); break;
+      }
+  if (kind == 3)
+    x[g_rand_int_range (r, 0, 16)] = g_rand_boolean (r) ? 1e4f : -1e4f;
+  if (kind == 11 && g_rand_boolean (r))
+    x[g_rand_int_range (r, 0, 16)] = g_rand_boolean (r) ? 1e-15f : -1e-15f;   /* GROUP_MAX_EPS itself */
+}
+
+/* Every SIMD level writes the portable bytes for every block type, on
+ * whole-row adversarial inputs and on super-blocks of mixed pieces. */
+static void
+test_quants_paths (void)
+{
+  GRand *r = g_rand_new_with_seed (17);
+  const gsize n = 256 * 512;
+  g_autofree float *x = g_new (float, n);
+  gsize max_size = smelt_ggml_type_row_size (SMELT_GGML_TYPE_Q6_K, n);
+  g_autofree guint8 *a = g_malloc (max_size);
+  g_autofree guint8 *b = g_malloc (max_size);
+  int n_levels = 0;
+
+  for (int level = SMELT_SIMD_AVX2; level < SMELT_SIMD_N_LEVELS; level++)
+    {
+      if (!_smelt_simd_supported (level))
+        {
+          g_test_message ("%s not supported here", _smelt_simd_level_name (level));
+          continue;
+        }
+      n_levels++;
+      for (int kind = 0; kind < 10; kind++)
+        {
+          if (kind < 8)
+            fill_adversarial (x, n, r, kind);
+          else
+            for (gsize i = 0; i < n; i += 16)
+              fill_piece (x + i, r);
+          for (gsize t = 0; t < G_N_ELEMENTS (quant_types); t++)
+            {
+              /* an odd number of super-blocks for half of the kinds: the
+               * AVX-512 path searches two at a time */
+              gsize nn = kind % 2 ? n - 256 : n;
+              gsize size = smelt_ggml_type_row_size (quant_types[t], nn);
+
+              memset (a, 0xa5, size);
+              memset (b, 0x5a, size);
+              g_assert_true (_smelt_ggml_quantize_at (SMELT_SIMD_PORTABLE, quant_types[t], x, nn, a));
+              g_assert_true (_smelt_ggml_quantize_at (level, quant_types[t], x, nn, b));
+              for (gsize k = 0; k < size; k++)
+                if (a[k] != b[k])
+                  g_error ("%s %s differs from portable at byte %" G_GSIZE_FORMAT " (kind %d)",
+                           smelt_ggml_type_get_name (quant_types[t]), _smelt_simd_level_name (level), k, kind);
+              /* the portable names are the portable path */
+              if (quant_types[t] == SMELT_GGML_TYPE_Q4_K)
+                {
+                  _smelt_ggml_quantize_q4_k (x, nn, b);
+                  g_assert_cmpmem (a, size, b, size);
+                }
+            }
+        }
+    }
+  if (n_levels == 0)
+    g_test_skip ("no SIMD level on this CPU");
+  g_rand_free (r);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -701,5 +794,6 @@ main (int   argc,
   g_test_add_func ("/gguf/quants/q4_0-ramp", test_quants_q4_0_ramp);
   g_test_add_func ("/gguf/quants/k-ramp", test_quants_k_ramp);
   g_test_add_func ("/gguf/quants/threads", test_quants_threads);
+  g_test_add_func ("/gguf/quants/simd-paths", test_quants_paths);
   return g_test_run ();
 }
