@@ -673,6 +673,28 @@ smelt_export_job_get_planned_files (SmeltExportJob *self,
 }
 
 /**
+ * smelt_export_job_get_summary:
+ * @self: a #SmeltExportJob that has run
+ * @export_name: an export name
+ *
+ * The export's own account of what it wrote (smelt_format_get_summary()),
+ * for printing after a successful run.
+ *
+ * Returns: (transfer full) (nullable): text, or %NULL if the export's
+ *   format has none
+ */
+char *
+smelt_export_job_get_summary (SmeltExportJob *self,
+                              const char     *export_name)
+{
+  SmeltFormat *f;
+
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), NULL);
+  f = find_format (self, export_name);
+  return f ? smelt_format_get_summary (f) : NULL;
+}
+
+/**
  * smelt_export_job_describe_destination:
  * @self: a prepared #SmeltExportJob
  * @export_name: an export name

@@ -587,3 +587,25 @@ smelt_format_copy_tokenizer_files (SmeltFormat   *self,
       return FALSE;
   return TRUE;
 }
+
+/**
+ * smelt_format_get_summary:
+ * @self: a #SmeltFormat whose export has finished
+ *
+ * A short text for people about what the export wrote, beyond the list
+ * of files: gguf-quant's quality report, for instance. `smelt run` and
+ * `smelt export` print it after a successful run. Formats that do not
+ * implement the #SmeltFormatClass.get_summary vfunc have none.
+ *
+ * Returns: (transfer full) (nullable): lines of text, each ending in a
+ *   newline, or %NULL
+ */
+char *
+smelt_format_get_summary (SmeltFormat *self)
+{
+  SmeltFormatClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
+  klass = SMELT_FORMAT_GET_CLASS (self);
+  return klass->get_summary ? klass->get_summary (self) : NULL;
+}

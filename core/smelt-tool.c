@@ -128,6 +128,22 @@ print_plan (SmeltExportJob *job,
   }
 }
 
+/* What each export says of its own work (gguf-quant's quality report),
+ * after the list of files. */
+static void
+print_summaries (SmeltExportJob *job)
+{
+  g_auto(GStrv) exports = smelt_export_job_list_exports (job);
+
+  for (guint i = 0; exports[i]; i++)
+    {
+      g_autofree char *summary = smelt_export_job_get_summary (job, exports[i]);
+
+      if (summary != NULL && *summary != '\0')
+        printf ("\n%s", summary);
+    }
+}
+
 static int
 run_job (SmeltRecipe       *recipe,
          guint              n_threads,
@@ -182,7 +198,10 @@ run_job (SmeltRecipe       *recipe,
       return st.interrupted ? 130 : code;
     }
   if (mode != SMELT_PROGRESS_JSON && mode != SMELT_PROGRESS_NONE)
-    print_plan (job, TRUE);
+    {
+      print_plan (job, TRUE);
+      print_summaries (job);
+    }
   return SMELT_EXIT_OK;
 }
 

@@ -40,6 +40,9 @@ SMELT_AVAILABLE_IN_ALL
 GPtrArray      *smelt_export_job_get_planned_files (SmeltExportJob *self,
                                                 const char     *export_name);
 SMELT_AVAILABLE_IN_ALL
+char           *smelt_export_job_get_summary (SmeltExportJob *self,
+                                             const char     *export_name);
+SMELT_AVAILABLE_IN_ALL
 char           *smelt_export_job_describe_destination (SmeltExportJob *self,
                                                 const char     *export_name);
 SMELT_AVAILABLE_IN_ALL

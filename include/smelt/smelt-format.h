@@ -76,6 +76,10 @@ G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
  * @finish: writes whatever remains (configs, indexes, copies)
  * @check_options: checks option values once the recipe has set them,
  *   before any model is opened (so `smelt validate` catches bad values)
+ * @row_group: how many consecutive rows must reach encode_rows() together
+ *   (see smelt_format_get_row_group())
+ * @get_summary: a few lines for people about what the finished export
+ *   wrote (see smelt_format_get_summary()); optional
  *
  * The virtual methods of a format plugin. Tensors arrive in the order of
  * smelt_source_get_tensor(), rows in increasing order.
@@ -110,9 +114,10 @@ struct _SmeltFormatClass
                               GError     **error);
   guint64   (*row_group)   (SmeltFormat   *self,
                             SmeltTensor   *tensor);
+  char *    (*get_summary) (SmeltFormat   *self);
 
   /*< private >*/
-  gpointer padding[10];
+  gpointer padding[9];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -149,6 +154,8 @@ gboolean   smelt_format_check_options (SmeltFormat  *self,
 SMELT_AVAILABLE_IN_ALL
 guint64    smelt_format_get_row_group (SmeltFormat  *self,
                                        SmeltTensor  *tensor);
+SMELT_AVAILABLE_IN_ALL
+char      *smelt_format_get_summary   (SmeltFormat  *self);
 
 SMELT_AVAILABLE_IN_ALL
 const char       *smelt_format_get_name        (SmeltFormat      *self);

@@ -162,6 +162,12 @@ gboolean    smelt_ggml_encode_rows          (SmeltGgmlType  type,
                                              guint64        n_rows,
                                              guint64        n_per_row,
                                              void          *dst);
+SMELT_AVAILABLE_IN_ALL
+gboolean    smelt_ggml_decode_rows          (SmeltGgmlType  type,
+                                             const void    *src,
+                                             guint64        n_rows,
+                                             guint64        n_per_row,
+                                             float         *dst);
 
 /* ------------------------------------------------------------------ */
 

@@ -2,6 +2,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <math.h>
 #include <string.h>
 
 #include <smelt/smelt.h>
@@ -72,6 +73,41 @@ typedef struct {
   guint64          written;
 } Shard;
 
+/* The quality report's sums over one tensor of one output, x the merged
+ * (and transformed) float32 weights, dq(q(·)) a round trip through the
+ * tensor's type, W the base weights, Δ = x − W and D = dq(q(x)) −
+ * dq(q(W)). Worker threads compute them per slice of rows; the slices
+ * travel with the encoded bytes and write_rows() adds them up in row
+ * order, so the totals do not depend on the number of threads. */
+typedef struct {
+  double err2;      /* Σ (x − dq(q(x)))² */
+  double x2;        /* Σ x² */
+  double delta2;    /* Σ Δ² */
+  double diff2;     /* Σ D² */
+  double cross;     /* Σ D·Δ */
+  double resid2;    /* Σ (D − Δ)² */
+  double delta_n;   /* elements in the Δ sums */
+} ReportStats;
+
+/* The delta sums cover every REPORT_DELTA_STRIDE-th row of the file's
+ * layout (rows 0, 8, 16, …): they need the base rows quantized once more
+ * per type, which would otherwise cost as much as the export's own
+ * quantization. The error sums cover every row. */
+#define REPORT_DELTA_STRIDE 8
+
+static void
+report_stats_add (ReportStats       *acc,
+                  const ReportStats *s)
+{
+  acc->err2 += s->err2;
+  acc->x2 += s->x2;
+  acc->delta2 += s->delta2;
+  acc->diff2 += s->diff2;
+  acc->cross += s->cross;
+  acc->resid2 += s->resid2;
+  acc->delta_n += s->delta_n;
+}
+
 /* One requested type: its files and its cursor through the tensors. */
 typedef struct {
   const OutputType *kind;
@@ -83,6 +119,7 @@ typedef struct {
   guint64           tensor_written;
   Shard            *open;
   GOutputStream    *out;
+  ReportStats      *stats;         /* per plan tensor, with Report */
 } Output;
 
 #define SMELT_TYPE_GGUF_QUANT (smelt_gguf_quant_get_type ())
@@ -107,12 +144,15 @@ struct _SmeltGgufQuant
   char              **base_models;
   char              **tags;
   char              **languages;
+  gboolean            report;
 
   /* plan */
   SmeltGgufArchPlan  *plan;
   SmeltGgufVocab     *vocab;
   GHashTable         *index_of;    /* source tensor name → plan index + 1 */
   GPtrArray          *outputs;     /* Output */
+  SmeltTensor       **base_of;     /* per plan tensor: the unmerged tensor, for modified ones */
+  char               *report_path;
 };
 
 enum {
@@ -131,6 +171,7 @@ enum {
   PROP_BASE_MODELS,
   PROP_TAGS,
   PROP_LANGUAGES,
+  PROP_REPORT,
   N_PROPS
 };
 
@@ -157,6 +198,7 @@ output_free (gpointer data)
   g_free (o->tensor_type);
   g_free (o->tensor_shard);
   g_free (o->tensor_size);
+  g_free (o->stats);
   g_clear_object (&o->out);
   g_free (o);
 }
@@ -184,6 +226,8 @@ smelt_gguf_quant_finalize (GObject *object)
   g_clear_pointer (&self->vocab, smelt_gguf_vocab_free);
   g_hash_table_unref (self->index_of);
   g_ptr_array_unref (self->outputs);
+  g_free (self->base_of);
+  g_free (self->report_path);
   G_OBJECT_CLASS (smelt_gguf_quant_parent_class)->finalize (object);
 }
 
@@ -235,6 +279,8 @@ smelt_gguf_quant_get_property (GObject    *object,
     g_value_set_string (value, *s);
   else if (v != NULL)
     g_value_set_boxed (value, *v);
+  else if (prop_id == PROP_REPORT)
+    g_value_set_boolean (value, self->report);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -259,6 +305,8 @@ smelt_gguf_quant_set_property (GObject      *object,
       g_strfreev (*v);
       *v = g_value_dup_boxed (value);
     }
+  else if (prop_id == PROP_REPORT)
+    self->report = g_value_get_boolean (value);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -851,6 +899,53 @@ make_template (SmeltGgufQuant *self,
   return layout;
 }
 
+/* @base has the shape of @merged (an adapter that resizes the
+ * embedding changes it: then there is no W to compare with). */
+static gboolean
+same_shape (SmeltTensor *merged,
+            SmeltTensor *base)
+{
+  guint n_a, n_b;
+  const guint64 *a = smelt_tensor_get_shape (merged, &n_a);
+  const guint64 *b = smelt_tensor_get_shape (base, &n_b);
+
+  return n_a == n_b && memcmp (a, b, n_a * sizeof *a) == 0;
+}
+
+/* The report needs, for each tensor the adapters change, the base
+ * model's own tensor of the same name and shape: its rows, quantized
+ * alone, are the Q(W) that Q(W + Δ) is compared with. */
+static void
+plan_report (SmeltGgufQuant *self,
+             SmeltSource    *source,
+             const char     *stem)
+{
+  GPtrArray *tensors = self->plan->tensors;
+  SmeltModel *model = smelt_source_get_model (source);
+
+  self->base_of = g_new0 (SmeltTensor *, tensors->len);
+  for (guint i = 0; i < tensors->len; i++)
+    {
+      SmeltGgufTensor *t = g_ptr_array_index (tensors, i);
+
+      SmeltTensor *base;
+
+      if (t->tensor == NULL || !smelt_tensor_is_modified (t->tensor))
+        continue;
+      base = smelt_model_lookup_tensor (model, smelt_tensor_get_name (t->tensor));
+      if (base != NULL && same_shape (t->tensor, base))
+        self->base_of[i] = base;
+    }
+  for (guint k = 0; k < self->outputs->len; k++)
+    {
+      Output *o = g_ptr_array_index (self->outputs, k);
+
+      o->stats = g_new0 (ReportStats, tensors->len);
+    }
+  self->report_path = g_strdup_printf ("%s.report.json", stem);
+  smelt_format_add_planned_file (SMELT_FORMAT (self), self->report_path, -1);
+}
+
 static const OutputType *
 auto_type (SmeltGgufArchPlan *plan)
 {
@@ -906,6 +1001,8 @@ smelt_gguf_quant_plan (SmeltFormat  *format,
       if (!plan_output (self, o, template, stem, max_size, error))
         return FALSE;
     }
+  if (self->report)
+    plan_report (self, source, stem);
   return TRUE;
 }
 
@@ -967,8 +1064,100 @@ check_overflow (SmeltGgufTensor *t,
   return FALSE;
 }
 
-/* Each slice is appended as: u64 row count, then the rows encoded for
- * every output in turn. write_rows() walks the same layout. */
+/* The delta sums of one row: @x merged, @xq its round trip, @w the base
+ * row. */
+static void
+measure_delta_row (SmeltGgmlType  type,
+                   const float   *x,
+                   const float   *xq,
+                   const float   *w,
+                   guint64        n_per_row,
+                   guint8        *wq_bytes,
+                   float         *wq,
+                   ReportStats   *st)
+{
+  smelt_ggml_encode_rows (type, w, 1, n_per_row, wq_bytes);
+  smelt_ggml_decode_rows (type, wq_bytes, 1, n_per_row, wq);
+  for (guint64 i = 0; i < n_per_row; i++)
+    {
+      double delta = (double) x[i] - w[i];
+      double diff = (double) xq[i] - wq[i];
+
+      st->delta2 += delta * delta;
+      st->diff2 += diff * diff;
+      st->cross += diff * delta;
+      st->resid2 += (diff - delta) * (diff - delta);
+    }
+  st->delta_n += n_per_row;
+}
+
+/* The report's sums for rows @x (@first_row on) encoded as @type in
+ * @encoded; with @base (the base weights, transformed as @x), also the
+ * delta's, on the rows REPORT_DELTA_STRIDE picks. */
+static void
+measure (SmeltGgmlType  type,
+         const float   *x,
+         const guint8  *encoded,
+         const float   *base,
+         guint64        first_row,
+         guint64        n_rows,
+         guint64        n_per_row,
+         ReportStats   *st)
+{
+  gsize n = n_rows * n_per_row;
+  g_autofree float *xq = g_new (float, n);
+
+  memset (st, 0, sizeof *st);
+  smelt_ggml_decode_rows (type, encoded, n_rows, n_per_row, xq);
+  for (gsize i = 0; i < n; i++)
+    {
+      double e = (double) x[i] - xq[i];
+
+      st->err2 += e * e;
+      st->x2 += (double) x[i] * x[i];
+    }
+  if (base != NULL)
+    {
+      g_autofree guint8 *wq_bytes = g_malloc (smelt_ggml_type_row_size (type, n_per_row));
+      g_autofree float *wq = g_new (float, n_per_row);
+      guint64 r = (REPORT_DELTA_STRIDE - first_row % REPORT_DELTA_STRIDE) % REPORT_DELTA_STRIDE;
+
+      for (; r < n_rows; r += REPORT_DELTA_STRIDE)
+        measure_delta_row (type, x + r * n_per_row, xq + r * n_per_row, base + r * n_per_row,
+                           n_per_row, wq_bytes, wq, st);
+    }
+}
+
+/* The base rows matching merged rows [@first_row, +@n_rows) of the
+ * tensor at @index, transformed as the merged rows are; NULL if the
+ * tensor has no delta to measure. */
+static float *
+read_base_rows (SmeltGgufQuant  *self,
+                SmeltGgufTensor *t,
+                guint            index,
+                guint64          first_row,
+                guint64          n_rows,
+                GError         **error)
+{
+  SmeltTensor *base = self->base_of ? self->base_of[index] : NULL;
+  g_autofree float *rows = NULL;
+
+  if (base == NULL || n_rows == 0)
+    return NULL;
+  rows = g_new (float, n_rows * t->ne[0]);
+  if (!smelt_tensor_read_rows (base, first_row, n_rows, SMELT_DTYPE_F32, rows, error))
+    {
+      g_prefix_error (error, "report: base of %s: ", t->name);
+      return NULL;
+    }
+  if (t->transform != SMELT_GGUF_XFORM_NONE)
+    smelt_gguf_tensor_transform (t, first_row, n_rows, rows);
+  return g_steal_pointer (&rows);
+}
+
+/* Each slice is appended as: u64 row count, then for every output in
+ * turn the rows encoded, followed (with Report) by the slice's
+ * ReportStats. write_rows() walks the same layout. */
 static gboolean
 smelt_gguf_quant_encode_rows (SmeltFormat  *format,
                               SmeltTensor  *tensor,
@@ -982,6 +1171,7 @@ smelt_gguf_quant_encode_rows (SmeltFormat  *format,
   guint index = 0;
   SmeltGgufTensor *t = lookup (self, tensor, &index);
   g_autofree float *scratch = NULL;
+  g_autofree float *base = NULL;
   guint64 planned_rows = t->ne[1] * t->ne[2] * t->ne[3];
   gsize n;
 
@@ -995,6 +1185,17 @@ smelt_gguf_quant_encode_rows (SmeltFormat  *format,
       smelt_gguf_tensor_transform (t, first_row, n_rows, scratch);
       rows = scratch;
     }
+  if (self->report)
+    {
+      GError *local = NULL;
+
+      base = read_base_rows (self, t, index, first_row, n_rows, &local);
+      if (local != NULL)
+        {
+          g_propagate_error (error, local);
+          return FALSE;
+        }
+    }
   g_byte_array_append (out, (const guint8 *) &n_rows, sizeof n_rows);
   for (guint k = 0; k < self->outputs->len; k++)
     {
@@ -1007,6 +1208,13 @@ smelt_gguf_quant_encode_rows (SmeltFormat  *format,
         return FALSE;
       g_byte_array_set_size (out, old + bytes);
       smelt_ggml_encode_rows (type, rows, n_rows, t->ne[0], out->data + old);
+      if (self->report)
+        {
+          ReportStats st;
+
+          measure (type, rows, out->data + old, base, first_row, n_rows, t->ne[0], &st);
+          g_byte_array_append (out, (const guint8 *) &st, sizeof st);
+        }
     }
   return TRUE;
 }
@@ -1126,6 +1334,9 @@ advance_to (SmeltGgufQuant *self,
 
         smelt_ggml_encode_rows (o->tensor_type[o->next], g_bytes_get_data (t->data, NULL),
                                 n / t->ne[0], t->ne[0], buf);
+        if (self->report)
+          measure (o->tensor_type[o->next], g_bytes_get_data (t->data, NULL), buf, NULL,
+                   0, n / t->ne[0], t->ne[0], &o->stats[o->next]);
         if (!write_bytes (o, buf, o->tensor_size[o->next], cancellable, error))
           return FALSE;
         o->tensor_written = o->tensor_size[o->next];
@@ -1175,6 +1386,14 @@ smelt_gguf_quant_write_rows (SmeltFormat   *format,
             return FALSE;
           o->tensor_written += size;
           pos += size;
+          if (self->report)
+            {
+              ReportStats st;
+
+              memcpy (&st, bytes + pos, sizeof st);
+              report_stats_add (&o->stats[index], &st);
+              pos += sizeof st;
+            }
         }
     }
   if (first_row + n_rows < smelt_tensor_get_n_rows (tensor))
@@ -1196,6 +1415,318 @@ smelt_gguf_quant_write_rows (SmeltFormat   *format,
   return TRUE;
 }
 
+/* ---- the quality report ----------------------------------------------- */
+
+/* What the report says of a ReportStats (doc/gguf.md, "Quality report"). */
+typedef struct {
+  double rel_rms_error;    /* ‖x − dq(q(x))‖ / ‖x‖ */
+  double delta_rms;        /* ‖Δ‖ / √n */
+  double delta_ratio;      /* ‖D‖ / ‖Δ‖ */
+  double delta_cosine;     /* D·Δ / (‖D‖ ‖Δ‖) */
+  double delta_error;      /* ‖D − Δ‖ / ‖Δ‖ */
+  double delta_surviving;  /* max (0, 1 − ‖D − Δ‖² / ‖Δ‖²) */
+} ReportFigures;
+
+static ReportFigures
+report_figures (const ReportStats *st)
+{
+  ReportFigures f = { 0 };
+
+  f.rel_rms_error = st->x2 > 0 ? sqrt (st->err2 / st->x2) : (st->err2 > 0 ? INFINITY : 0);
+  f.delta_rms = st->delta_n > 0 ? sqrt (st->delta2 / st->delta_n) : 0;
+  if (st->delta2 > 0)
+    {
+      f.delta_ratio = sqrt (st->diff2 / st->delta2);
+      f.delta_cosine = st->diff2 > 0 ? st->cross / sqrt (st->diff2 * st->delta2) : 0;
+      f.delta_error = sqrt (st->resid2 / st->delta2);
+      f.delta_surviving = MAX (0.0, 1.0 - st->resid2 / st->delta2);
+    }
+  return f;
+}
+
+static guint64
+tensor_n_elements (SmeltGgufTensor *t)
+{
+  return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+}
+
+static gboolean
+has_delta (SmeltGgufQuant *self,
+           guint           index)
+{
+  return self->base_of != NULL && self->base_of[index] != NULL;
+}
+
+static void
+add_number (JsonBuilder *b,
+            const char  *name,
+            double       value)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (value))
+    json_builder_add_double_value (b, value);
+  else
+    json_builder_add_null_value (b);
+}
+
+static void
+add_delta_figures (JsonBuilder         *b,
+                   const ReportFigures *f)
+{
+  add_number (b, "delta_rms", f->delta_rms);
+  add_number (b, "delta_surviving", f->delta_surviving);
+  add_number (b, "delta_cosine", f->delta_cosine);
+  add_number (b, "delta_ratio", f->delta_ratio);
+  add_number (b, "delta_error", f->delta_error);
+}
+
+/* The sums over every tensor of @o, and over the tensors with a delta. */
+static void
+output_totals (SmeltGgufQuant *self,
+               Output         *o,
+               ReportStats    *all,
+               guint64        *n_all,
+               ReportStats    *changed,
+               guint64        *n_changed,
+               guint64        *bytes)
+{
+  memset (all, 0, sizeof *all);
+  memset (changed, 0, sizeof *changed);
+  *n_all = *n_changed = *bytes = 0;
+  for (guint i = 0; i < self->plan->tensors->len; i++)
+    {
+      SmeltGgufTensor *t = g_ptr_array_index (self->plan->tensors, i);
+
+      report_stats_add (all, &o->stats[i]);
+      *n_all += tensor_n_elements (t);
+      *bytes += o->tensor_size[i];
+      if (has_delta (self, i))
+        {
+          report_stats_add (changed, &o->stats[i]);
+          *n_changed += tensor_n_elements (t);
+        }
+    }
+}
+
+static void
+build_output_report (SmeltGgufQuant *self,
+                     Output         *o,
+                     JsonBuilder    *b)
+{
+  ReportStats all, changed;
+  guint64 n_all, n_changed, bytes;
+  ReportFigures f;
+  guint n_modified = 0;
+
+  output_totals (self, o, &all, &n_all, &changed, &n_changed, &bytes);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "type");
+  json_builder_add_string_value (b, o->kind->name);
+  json_builder_set_member_name (b, "file_type");
+  json_builder_add_int_value (b, o->kind->ftype);
+  json_builder_set_member_name (b, "files");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < o->shards->len; i++)
+    json_builder_add_string_value (b, ((Shard *) g_ptr_array_index (o->shards, i))->path);
+  json_builder_end_array (b);
+
+  json_builder_set_member_name (b, "tensors");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < self->plan->tensors->len; i++)
+    {
+      SmeltGgufTensor *t = g_ptr_array_index (self->plan->tensors, i);
+
+      f = report_figures (&o->stats[i]);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      if (t->tensor != NULL)
+        json_builder_add_string_value (b, smelt_tensor_get_name (t->tensor));
+      else
+        json_builder_add_null_value (b);
+      json_builder_set_member_name (b, "gguf_name");
+      json_builder_add_string_value (b, t->name);
+      json_builder_set_member_name (b, "type");
+      json_builder_add_string_value (b, smelt_ggml_type_get_name (o->tensor_type[i]));
+      json_builder_set_member_name (b, "bytes");
+      json_builder_add_int_value (b, (gint64) o->tensor_size[i]);
+      json_builder_set_member_name (b, "elements");
+      json_builder_add_int_value (b, (gint64) tensor_n_elements (t));
+      add_number (b, "rel_rms_error", f.rel_rms_error);
+      if (has_delta (self, i))
+        {
+          add_delta_figures (b, &f);
+          n_modified++;
+        }
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+
+  json_builder_set_member_name (b, "totals");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "bytes");
+  json_builder_add_int_value (b, (gint64) bytes);
+  json_builder_set_member_name (b, "elements");
+  json_builder_add_int_value (b, (gint64) n_all);
+  f = report_figures (&all);
+  add_number (b, "rel_rms_error", f.rel_rms_error);
+  json_builder_set_member_name (b, "modified_tensors");
+  json_builder_add_int_value (b, n_modified);
+  if (n_modified > 0)
+    {
+      f = report_figures (&changed);
+      add_delta_figures (b, &f);
+    }
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+}
+
+static GBytes *
+build_report (SmeltGgufQuant *self)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  char *text;
+  gsize len;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, "gguf-quant");
+  json_builder_set_member_name (b, "report_version");
+  json_builder_add_int_value (b, 1);
+  json_builder_set_member_name (b, "outputs");
+  json_builder_begin_array (b);
+  for (guint k = 0; k < self->outputs->len; k++)
+    build_output_report (self, g_ptr_array_index (self->outputs, k), b);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  text = json_generator_to_data (gen, &len);
+  text = g_realloc (text, len + 2);
+  text[len] = '\n';
+  text[len + 1] = '\0';
+  return g_bytes_new_take (text, len + 1);
+}
+
+/* ---- the summary `smelt run` prints ------------------------------------ */
+
+typedef struct {
+  guint  index;
+  double value;
+} Ranked;
+
+/* largest first; ties in plan order, so the text is deterministic */
+static int
+compare_ranked_desc (gconstpointer a,
+                     gconstpointer b)
+{
+  const Ranked *ra = a, *rb = b;
+
+  if (ra->value != rb->value)
+    return ra->value > rb->value ? -1 : 1;
+  return ra->index < rb->index ? -1 : ra->index > rb->index;
+}
+
+static int
+compare_ranked_asc (gconstpointer a,
+                    gconstpointer b)
+{
+  const Ranked *ra = a, *rb = b;
+
+  if (ra->value != rb->value)
+    return ra->value < rb->value ? -1 : 1;
+  return ra->index < rb->index ? -1 : ra->index > rb->index;
+}
+
+#define SUMMARY_WORST 3
+#define SUMMARY_DETAIL_ERROR 1e-3
+
+/* "  worst error:  blk.0.ffn_down.weight q4_K 7.14%, …" from the first
+ * entries of @ranked */
+static void
+append_ranked (SmeltGgufQuant *self,
+               Output         *o,
+               GString        *text,
+               const char     *label,
+               GArray         *ranked)
+{
+  g_string_append_printf (text, "      %-16s", label);
+  for (guint j = 0; j < MIN (ranked->len, SUMMARY_WORST); j++)
+    {
+      Ranked *r = &g_array_index (ranked, Ranked, j);
+      SmeltGgufTensor *t = g_ptr_array_index (self->plan->tensors, r->index);
+
+      g_string_append_printf (text, "%s%s %s %.2f%%", j ? ", " : "", t->name,
+                              smelt_ggml_type_get_name (o->tensor_type[r->index]), 100 * r->value);
+    }
+  g_string_append_c (text, '\n');
+}
+
+static void
+summarize_output (SmeltGgufQuant *self,
+                  Output         *o,
+                  GString        *text)
+{
+  g_autoptr(GArray) errors = g_array_new (FALSE, FALSE, sizeof (Ranked));
+  g_autoptr(GArray) deltas = g_array_new (FALSE, FALSE, sizeof (Ranked));
+  ReportStats all, changed;
+  guint64 n_all, n_changed, bytes;
+  ReportFigures f;
+  g_autofree char *size = NULL;
+
+  output_totals (self, o, &all, &n_all, &changed, &n_changed, &bytes);
+  size = smelt_format_size (bytes);
+  f = report_figures (&all);
+  g_string_append_printf (text, "  %-8s %10s  rel. RMS error %.3f%%", o->kind->name, size,
+                          100 * f.rel_rms_error);
+  if (changed.delta2 > 0)
+    {
+      f = report_figures (&changed);
+      g_string_append_printf (text, ", fine-tune surviving %.1f%% (cosine %.3f)",
+                              100 * f.delta_surviving, f.delta_cosine);
+    }
+  g_string_append_c (text, '\n');
+  /* the tensors to look at, where quantization is more than rounding */
+  if (report_figures (&all).rel_rms_error < SUMMARY_DETAIL_ERROR)
+    return;
+  for (guint i = 0; i < self->plan->tensors->len; i++)
+    {
+      Ranked r = { i, 0 };
+
+      f = report_figures (&o->stats[i]);
+      r.value = f.rel_rms_error;
+      g_array_append_val (errors, r);
+      if (has_delta (self, i) && o->stats[i].delta2 > 0)
+        {
+          r.value = f.delta_surviving;
+          g_array_append_val (deltas, r);
+        }
+    }
+  g_array_sort (errors, compare_ranked_desc);
+  g_array_sort (deltas, compare_ranked_asc);
+  append_ranked (self, o, text, "largest error:", errors);
+  if (deltas->len > 0)
+    append_ranked (self, o, text, "weakest delta:", deltas);
+}
+
+static char *
+smelt_gguf_quant_get_summary (SmeltFormat *format)
+{
+  SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
+  GString *text;
+
+  if (!self->report || self->report_path == NULL)
+    return NULL;
+  text = g_string_new (NULL);
+  g_string_append_printf (text, "Quality of export %s (details in %s):\n",
+                          smelt_format_get_name (format), self->report_path);
+  for (guint k = 0; k < self->outputs->len; k++)
+    summarize_output (self, g_ptr_array_index (self->outputs, k), text);
+  return g_string_free (text, FALSE);
+}
+
 static gboolean
 smelt_gguf_quant_finish (SmeltFormat   *format,
                          GCancellable  *cancellable,
@@ -1210,6 +1741,16 @@ smelt_gguf_quant_finish (SmeltFormat   *format,
       if (!advance_to (self, o, self->plan->tensors->len, cancellable, error) ||
           !close_shard (o, cancellable, error))
         return FALSE;
+    }
+  if (self->report)
+    {
+      g_autoptr(GBytes) report = build_report (self);
+
+      if (!smelt_format_write_file (format, self->report_path, report, cancellable, error))
+        {
+          g_prefix_error (error, "%s: ", self->report_path);
+          return FALSE;
+        }
     }
   return TRUE;
 }
@@ -1249,6 +1790,7 @@ smelt_gguf_quant_class_init (SmeltGgufQuantClass *klass)
   format_class->write_rows = smelt_gguf_quant_write_rows;
   format_class->finish = smelt_gguf_quant_finish;
   format_class->check_options = smelt_gguf_quant_check_options;
+  format_class->get_summary = smelt_gguf_quant_get_summary;
 
   properties[PROP_TYPES] = string_param ("types", "Types",
     "GGUF types to write from one pass: f32, f16, bf16, q8_0, auto (the model's 16-bit type), "
@@ -1272,6 +1814,9 @@ smelt_gguf_quant_class_init (SmeltGgufQuantClass *klass)
     "Hub ids of the base models (general.base_model.*), e.g. meta-llama/Llama-3.2-1B");
   properties[PROP_TAGS] = strv_param ("tags", "Tags", "general.tags");
   properties[PROP_LANGUAGES] = strv_param ("languages", "Languages", "general.languages, e.g. en;fr");
+  properties[PROP_REPORT] = g_param_spec_boolean ("report", "Report",
+    "Measure each tensor's quantization error and how much of the adapters' change survives it; "
+    "writes NAME.report.json and a summary", TRUE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -1280,6 +1825,7 @@ smelt_gguf_quant_init (SmeltGgufQuant *self)
 {
   self->types = g_strdup ("auto");
   self->max_file_size = g_strdup ("0");
+  self->report = TRUE;
   self->index_of = g_hash_table_new (g_str_hash, g_str_equal);
   self->outputs = g_ptr_array_new_with_free_func (output_free);
 }

@@ -38,9 +38,9 @@ def main():
          "--set", "lora-out.Path=" + os.path.join(args.workdir, "lora"),
          "--set", "gguf-out.Path=" + out])
     names = sorted(os.listdir(out))
-    if names != ["demo.F16.gguf", "demo.Q8_0.gguf"]:
+    if names != ["demo.F16.gguf", "demo.Q8_0.gguf", "demo.report.json"]:
         sys.exit("demo GGUF files: %s" % names)
-    for n in names:
+    for n in names[:2]:
         info = json.loads(run([args.harness, "load", os.path.join(out, n)]))
         if info["pre"] != "gpt-2" or info["n_vocab"] != 384:
             sys.exit("%s: %s" % (n, info))

@@ -157,7 +157,7 @@ def check_split(args):
     family = "llama3"
     whole = os.path.join(args.workdir, "out-%s" % family, "%s.Q8_0.gguf" % family)
     out = export(args.smelt, args.workdir, family, "q8_0", "MaxFileSize=150KB")
-    names = sorted(os.listdir(out))
+    names = sorted(f for f in os.listdir(out) if f.endswith(".gguf"))
     n = len(names)
     if n < 3:
         return ["MaxFileSize=150KB gave %d files: %s" % (n, names)]
