@@ -801,6 +801,33 @@ q2_k_search_avx2 (const float *x,
     }
 }
 
+/* One make_qx_quants pass for eight sub-blocks of 16: levels at @iscale
+ * and the weighted sums Σw·x·l, Σw·l² in index order. */
+__attribute__ ((target ("avx2"))) static inline void
+qx_levels_x8 (__m256        iscale,
+              const __m256 *xt,
+              const __m256 *w,
+              const __m256 *wx,
+              int           nmax,
+              __m256i      *L,
+              __m256       *sumlx,
+              __m256       *suml2)
+{
+  __m256 slx = _mm256_setzero_ps (), sl2 = _mm256_setzero_ps ();
+
+  for (int i = 0; i < 16; i++)
+    {
+      __m256 lf;
+
+      L[i] = clamp_x8 (nearest_int_x8 (_mm256_mul_ps (iscale, xt[i])), -nmax, nmax - 1);
+      lf = _mm256_cvtepi32_ps (L[i]);
+      slx = _mm256_add_ps (slx, _mm256_mul_ps (wx[i], lf));
+      sl2 = _mm256_add_ps (sl2, _mm256_mul_ps (_mm256_mul_ps (w[i], lf), lf));
+    }
+  *sumlx = slx;
+  *suml2 = sl2;
+}
+
 /* make_qx_quants (Q6_K's, nmax 32) for sixteen sub-blocks of 16, eight
  * at a time; levels offset by nmax as the scalar code stores them */
 __attribute__ ((target ("avx2")))
@@ -837,15 +864,7 @@ q6_k_search_avx2 (const float *x,
           wx[i] = _mm256_mul_ps (w[i], xt[i]);
         }
       iscale = _mm256_div_ps (_mm256_set1_ps ((float) -nmax), max);
-      for (int i = 0; i < 16; i++)
-        {
-          __m256 lf;
-
-          Lt[i] = clamp_x8 (nearest_int_x8 (_mm256_mul_ps (iscale, xt[i])), -nmax, nmax - 1);
-          lf = _mm256_cvtepi32_ps (Lt[i]);
-          sumlx = _mm256_add_ps (sumlx, _mm256_mul_ps (wx[i], lf));
-          suml2 = _mm256_add_ps (suml2, _mm256_mul_ps (_mm256_mul_ps (w[i], lf), lf));
-        }
+      qx_levels_x8 (iscale, xt, w, wx, nmax, Lt, &sumlx, &suml2);
       /* "suml2 != 0 ? sumlx / suml2 : 0": NaN counts as != 0 */
       scale = _mm256_and_ps (_mm256_cmp_ps (suml2, zero, _CMP_NEQ_UQ), _mm256_div_ps (sumlx, suml2));
       best = _mm256_mul_ps (scale, sumlx);
@@ -856,16 +875,7 @@ q6_k_search_avx2 (const float *x,
           if (is == 0)
             continue;
           iscale = _mm256_div_ps (_mm256_set1_ps (-((float) nmax + 0.1f * (float) is)), max);
-          sumlx = suml2 = zero;
-          for (int i = 0; i < 16; i++)
-            {
-              __m256 lf;
-
-              l[i] = clamp_x8 (nearest_int_x8 (_mm256_mul_ps (iscale, xt[i])), -nmax, nmax - 1);
-              lf = _mm256_cvtepi32_ps (l[i]);
-              sumlx = _mm256_add_ps (sumlx, _mm256_mul_ps (wx[i], lf));
-              suml2 = _mm256_add_ps (suml2, _mm256_mul_ps (_mm256_mul_ps (w[i], lf), lf));
-            }
+          qx_levels_x8 (iscale, xt, w, wx, nmax, l, &sumlx, &suml2);
           take = _mm256_and_ps (_mm256_cmp_ps (suml2, zero, _CMP_GT_OQ),
                                 _mm256_cmp_ps (_mm256_mul_ps (sumlx, sumlx), _mm256_mul_ps (best, suml2),
                                                _CMP_GT_OQ));
@@ -1093,6 +1103,32 @@ q2_k_search_avx512 (const float *x,
   scatter_levels_x16 (Lt, 16, L);
 }
 
+/* qx_levels_x8() for sixteen sub-blocks at once */
+AVX512_TARGET static inline void
+qx_levels_x16 (__m512        iscale,
+               const __m512 *xt,
+               const __m512 *w,
+               const __m512 *wx,
+               int           nmax,
+               __m512i      *L,
+               __m512       *sumlx,
+               __m512       *suml2)
+{
+  __m512 slx = _mm512_setzero_ps (), sl2 = _mm512_setzero_ps ();
+
+  for (int i = 0; i < 16; i++)
+    {
+      __m512 lf;
+
+      L[i] = clamp_x16 (nearest_int_x16 (_mm512_mul_ps (iscale, xt[i])), -nmax, nmax - 1);
+      lf = _mm512_cvtepi32_ps (L[i]);
+      slx = _mm512_add_ps (slx, _mm512_mul_ps (wx[i], lf));
+      sl2 = _mm512_add_ps (sl2, _mm512_mul_ps (_mm512_mul_ps (w[i], lf), lf));
+    }
+  *sumlx = slx;
+  *suml2 = sl2;
+}
+
 AVX512_TARGET
 static void
 q6_k_search_avx512 (const float *x,
@@ -1124,15 +1160,7 @@ q6_k_search_avx512 (const float *x,
       wx[i] = _mm512_mul_ps (w[i], xt[i]);
     }
   iscale = _mm512_div_ps (_mm512_set1_ps ((float) -nmax), max);
-  for (int i = 0; i < 16; i++)
-    {
-      __m512 lf;
-
-      Lt[i] = clamp_x16 (nearest_int_x16 (_mm512_mul_ps (iscale, xt[i])), -nmax, nmax - 1);
-      lf = _mm512_cvtepi32_ps (Lt[i]);
-      sumlx = _mm512_add_ps (sumlx, _mm512_mul_ps (wx[i], lf));
-      suml2 = _mm512_add_ps (suml2, _mm512_mul_ps (_mm512_mul_ps (w[i], lf), lf));
-    }
+  qx_levels_x16 (iscale, xt, w, wx, nmax, Lt, &sumlx, &suml2);
   scale = _mm512_maskz_div_ps (_mm512_cmp_ps_mask (suml2, zero, _CMP_NEQ_UQ), sumlx, suml2);
   best = _mm512_mul_ps (scale, sumlx);
   for (int is = -9; is <= 9; is++)
@@ -1142,16 +1170,7 @@ q6_k_search_avx512 (const float *x,
       if (is == 0)
         continue;
       iscale = _mm512_div_ps (_mm512_set1_ps (-((float) nmax + 0.1f * (float) is)), max);
-      sumlx = suml2 = zero;
-      for (int i = 0; i < 16; i++)
-        {
-          __m512 lf;
-
-          l[i] = clamp_x16 (nearest_int_x16 (_mm512_mul_ps (iscale, xt[i])), -nmax, nmax - 1);
-          lf = _mm512_cvtepi32_ps (l[i]);
-          sumlx = _mm512_add_ps (sumlx, _mm512_mul_ps (wx[i], lf));
-          suml2 = _mm512_add_ps (suml2, _mm512_mul_ps (_mm512_mul_ps (w[i], lf), lf));
-        }
+      qx_levels_x16 (iscale, xt, w, wx, nmax, l, &sumlx, &suml2);
       take = _mm512_cmp_ps_mask (suml2, zero, _CMP_GT_OQ)
              & _mm512_cmp_ps_mask (_mm512_mul_ps (sumlx, sumlx), _mm512_mul_ps (best, suml2), _CMP_GT_OQ);
       if (take == 0)
