@@ -134,6 +134,24 @@ smelt_format_real_finish (SmeltFormat  *self,
   return TRUE;
 }
 
+/* A GGUF model has llama.cpp's names and an empty configuration: a
+ * format that does not ask for it would write nonsense from it. */
+static gboolean
+smelt_format_real_accepts_source (SmeltFormat  *self,
+                                  SmeltSource  *source,
+                                  GError      **error)
+{
+  SmeltModel *model = smelt_source_get_model (source);
+
+  if (smelt_model_get_gguf (model) == NULL)
+    return TRUE;
+  g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_UNSUPPORTED,
+               "%s is a GGUF file; this format needs the Hugging Face model "
+               "directory (only gguf-quant reads GGUF models)",
+               smelt_model_get_path (model));
+  return FALSE;
+}
+
 static void
 smelt_format_class_init (SmeltFormatClass *klass)
 {
@@ -144,6 +162,7 @@ smelt_format_class_init (SmeltFormatClass *klass)
   object_class->set_property = smelt_format_set_property;
   klass->wants_rows = smelt_format_real_wants_rows;
   klass->finish = smelt_format_real_finish;
+  klass->accepts_source = smelt_format_real_accepts_source;
 
   /**
    * SmeltFormat:name:
@@ -186,6 +205,8 @@ smelt_format_plan (SmeltFormat  *self,
   priv = smelt_format_get_instance_private (self);
   g_set_object (&priv->source, source);
   g_ptr_array_set_size (priv->planned, 0);
+  if (!SMELT_FORMAT_GET_CLASS (self)->accepts_source (self, source, error))
+    return FALSE;
   return SMELT_FORMAT_GET_CLASS (self)->plan (self, source, error);
 }
 

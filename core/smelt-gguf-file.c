@@ -28,6 +28,7 @@ typedef struct {
   SmeltGgufValueType array_type;
   guint64            n;        /* array length */
   gsize              value_at; /* file offset of the value (after the type tag) */
+  gsize              value_end;
 } KvEntry;
 
 typedef struct {
@@ -299,6 +300,7 @@ read_kv (Cursor *c,
   e.value_at = c->pos;
   if (type == SMELT_GGUF_VALUE_ARRAY ? !read_array (c, &e) : !skip_value (c, type, e.key_copy))
     return FALSE;
+  e.value_end = c->pos;
   if (strcmp (e.key, "general.alignment") == 0 && !check_alignment (c, &e))
     return FALSE;
   g_array_index (c->file->kvs, KvEntry, index) = e;
@@ -860,4 +862,25 @@ smelt_gguf_file_get_tensor_data (SmeltGgufFile *self,
 
   g_return_val_if_fail (t != NULL, NULL);
   return g_bytes_new_from_bytes (self->bytes, self->data_offset + t->offset, t->size);
+}
+
+/* The value of KV @index as the file stores it: the u32 type tag and the
+ * encoded value, @size bytes in all. For copying a key unchanged. */
+const guint8 *
+_smelt_gguf_file_get_raw_value (SmeltGgufFile *self,
+                                guint          index,
+                                gsize         *size)
+{
+  KvEntry *e = kv_at (self, index);
+
+  g_return_val_if_fail (e != NULL, NULL);
+  *size = e->value_end - e->value_at + 4;
+  return self->data + e->value_at - 4;
+}
+
+GMappedFile *
+_smelt_gguf_file_get_mapping (SmeltGgufFile *self)
+{
+  g_return_val_if_fail (SMELT_IS_GGUF_FILE (self), NULL);
+  return self->map;
 }

@@ -248,6 +248,35 @@ set_scalar (SmeltGgufLayout    *self,
 }
 
 /**
+ * smelt_gguf_layout_copy_kv:
+ * @self: a layout
+ * @file: a GGUF file
+ * @index: a key index in @file
+ *
+ * Sets key @index of @file in @self with its type and value exactly as
+ * @file stores them: in place if @self has the key, else at the end, as
+ * gguf_set_kv() does when llama-quantize copies a model's metadata.
+ */
+void
+smelt_gguf_layout_copy_kv (SmeltGgufLayout *self,
+                           SmeltGgufFile   *file,
+                           guint            index)
+{
+  GByteArray *v;
+  const guint8 *raw;
+  gsize size = 0;
+
+  g_return_if_fail (SMELT_IS_GGUF_LAYOUT (self));
+  g_return_if_fail (SMELT_IS_GGUF_FILE (file));
+  g_return_if_fail (index < smelt_gguf_file_get_n_kv (file));
+
+  raw = _smelt_gguf_file_get_raw_value (file, index, &size);
+  v = g_byte_array_sized_new (size);
+  g_byte_array_append (v, raw, size);
+  set_value (self, smelt_gguf_file_get_key (file, index), v);
+}
+
+/**
  * smelt_gguf_layout_set_uint8:
  * @self: a layout
  * @key: the key

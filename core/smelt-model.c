@@ -17,6 +17,12 @@
  *
  * Every shard is validated and memory-mapped when the model is opened; no
  * tensor data is read until a tensor's rows are.
+ *
+ * A model can also be one GGUF file of float tensors (F32, F16 or BF16,
+ * such as a converter's `model.F16.gguf`): its tensors keep their GGUF
+ * names and file order, smelt_model_get_gguf() gives the file, and the
+ * configuration is empty. Only formats that read GGUF metadata
+ * (`gguf-quant`) accept such a model; the others refuse it when they plan.
  */
 
 struct _SmeltModel
@@ -31,6 +37,8 @@ struct _SmeltModel
   GHashTable *by_name;      /* name -> SmeltTensor (borrowed) */
   GStrv       tokenizer_files;
   SmeltDType  dtype;
+  SmeltGgufFile *gguf;      /* a GGUF model, else NULL */
+  char       *gguf_arch;    /* its general.architecture */
 };
 
 G_DEFINE_FINAL_TYPE (SmeltModel, smelt_model, G_TYPE_OBJECT)
@@ -62,6 +70,8 @@ smelt_model_finalize (GObject *object)
   g_clear_pointer (&self->tensors, g_ptr_array_unref);
   g_clear_pointer (&self->shards, g_ptr_array_unref);
   g_strfreev (self->tokenizer_files);
+  g_clear_object (&self->gguf);
+  g_free (self->gguf_arch);
 
   G_OBJECT_CLASS (smelt_model_parent_class)->finalize (object);
 }
@@ -425,12 +435,138 @@ load_config (SmeltModel  *self,
   return TRUE;
 }
 
+/* ---- GGUF files ---------------------------------------------------------- */
+
+/* Whether @path starts with the GGUF magic. */
+gboolean
+_smelt_is_gguf_path (const char *path)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  g_autoptr(GFileInputStream) in = g_file_read (file, NULL, NULL);
+  char magic[4] = { 0, };
+  gsize n = 0;
+
+  if (in == NULL)
+    return FALSE;
+  return g_input_stream_read_all (G_INPUT_STREAM (in), magic, 4, &n, NULL, NULL) &&
+         n == 4 && memcmp (magic, "GGUF", 4) == 0;
+}
+
+static SmeltDType
+dtype_of_ggml (SmeltGgmlType type)
+{
+  switch (type)
+    {
+    case SMELT_GGML_TYPE_F32:
+      return SMELT_DTYPE_F32;
+    case SMELT_GGML_TYPE_F16:
+      return SMELT_DTYPE_F16;
+    case SMELT_GGML_TYPE_BF16:
+      return SMELT_DTYPE_BF16;
+    default:
+      return SMELT_DTYPE_INVALID;
+    }
+}
+
+/* A GGUF tensor as a stored tensor: ggml's ne[] runs from the row length
+ * outwards, a SmeltTensor's shape from the outermost dimension in. */
+static gboolean
+add_gguf_tensor (SmeltModel  *self,
+                 guint        index,
+                 GError     **error)
+{
+  SmeltGgufFile *f = self->gguf;
+  const char *name = smelt_gguf_file_get_tensor_name (f, index);
+  SmeltGgmlType type = smelt_gguf_file_get_tensor_type (f, index);
+  SmeltDType dtype = dtype_of_ggml (type);
+  guint64 ne[4], shape[4];
+  guint n_dims = smelt_gguf_file_get_tensor_shape (f, index, ne);
+  SmeltTensor *t;
+
+  if (dtype == SMELT_DTYPE_INVALID)
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+                   "%s: tensor “%s” is already quantized (%s); smelt reads GGUF files of "
+                   "F32, F16 and BF16 tensors (requantizing loses quality, and "
+                   "llama-quantize refuses it too): start from the 16-bit GGUF or the "
+                   "Hugging Face model", self->path, name, smelt_ggml_type_get_name (type));
+      return FALSE;
+    }
+  for (guint d = 0; d < n_dims; d++)
+    shape[d] = ne[n_dims - 1 - d];
+  t = _smelt_stored_tensor_new (_smelt_gguf_file_get_mapping (f), self->path, name, dtype,
+                                shape, n_dims, smelt_gguf_file_get_tensor_offset (f, index),
+                                smelt_gguf_file_get_tensor_size (f, index));
+  g_ptr_array_add (self->tensors, t);
+  g_hash_table_insert (self->by_name, (gpointer) smelt_tensor_get_name (t), t);
+  return TRUE;
+}
+
+static char *
+gguf_string (SmeltGgufFile *f,
+             const char    *key)
+{
+  int i = smelt_gguf_file_find_key (f, key);
+  g_autoptr(GVariant) v = NULL;
+
+  if (i < 0 || smelt_gguf_file_get_kv_type (f, i) != SMELT_GGUF_VALUE_STRING)
+    return NULL;
+  v = smelt_gguf_file_get_value (f, i);
+  return g_variant_dup_string (v, NULL);
+}
+
+/* Split files hold a part of the tensors each; a model must be whole. */
+static gboolean
+check_not_split (SmeltModel  *self,
+                 GError     **error)
+{
+  int i = smelt_gguf_file_find_key (self->gguf, "split.count");
+  g_autoptr(GVariant) v = NULL;
+
+  if (i < 0)
+    return TRUE;
+  v = smelt_gguf_file_get_value (self->gguf, i);
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT16) && g_variant_get_uint16 (v) <= 1)
+    return TRUE;
+  g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+               "%s: one part of a split GGUF model; join the parts first "
+               "(llama-gguf-split --merge)", self->path);
+  return FALSE;
+}
+
+static SmeltModel *
+new_for_gguf (const char  *path,
+              GError     **error)
+{
+  g_autoptr(SmeltModel) self = g_object_new (SMELT_TYPE_MODEL, NULL);
+
+  self->path = g_canonicalize_filename (path, NULL);
+  self->gguf = smelt_gguf_file_new (self->path, error);
+  if (self->gguf == NULL || !check_not_split (self, error))
+    return NULL;
+  self->gguf_arch = gguf_string (self->gguf, "general.architecture");
+  if (self->gguf_arch == NULL)
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                   "%s: no general.architecture: not a llama.cpp model", self->path);
+      return NULL;
+    }
+  self->config = json_node_init_object (json_node_alloc (), json_object_new ());
+  for (guint i = 0; i < smelt_gguf_file_get_n_tensors (self->gguf); i++)
+    if (!add_gguf_tensor (self, i, error))
+      return NULL;
+  self->dtype = guess_dtype (self);
+  self->tokenizer_files = g_new0 (char *, 1);
+  return g_steal_pointer (&self);
+}
+
 /**
  * smelt_model_new_for_path:
- * @path: (type filename): a model directory
+ * @path: (type filename): a model directory, or a GGUF file
  * @error: return location for a #GError
  *
- * Opens and validates a model directory.
+ * Opens and validates a model directory, or a GGUF file of F32, F16 and
+ * BF16 tensors.
  *
  * Returns: (transfer full): a new #SmeltModel, or %NULL with @error set
  */
@@ -442,6 +578,8 @@ smelt_model_new_for_path (const char  *path,
 
   g_return_val_if_fail (path != NULL, NULL);
 
+  if (g_file_test (path, G_FILE_TEST_IS_REGULAR) && _smelt_is_gguf_path (path))
+    return new_for_gguf (path, error);
   if (!g_file_test (path, G_FILE_TEST_IS_DIR))
     {
       g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_NOT_FOUND,
@@ -504,7 +642,8 @@ smelt_model_get_generation_config (SmeltModel *self)
  * smelt_model_get_architecture:
  * @self: a #SmeltModel
  *
- * Returns: (nullable): the first entry of config.json's "architectures"
+ * Returns: (nullable): the first entry of config.json's "architectures",
+ *   or a GGUF model's `general.architecture` ("llama", …)
  */
 const char *
 smelt_model_get_architecture (SmeltModel *self)
@@ -513,6 +652,8 @@ smelt_model_get_architecture (SmeltModel *self)
   JsonArray *archs;
 
   g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  if (self->gguf != NULL)
+    return self->gguf_arch;
   config = json_node_get_object (self->config);
   if (!json_object_has_member (config, "architectures") ||
       !JSON_NODE_HOLDS_ARRAY (json_object_get_member (config, "architectures")))
@@ -641,4 +782,18 @@ smelt_model_get_tokenizer_files (SmeltModel *self)
 {
   g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
   return (const char * const *) self->tokenizer_files;
+}
+
+/**
+ * smelt_model_get_gguf:
+ * @self: a #SmeltModel
+ *
+ * Returns: (transfer none) (nullable): the GGUF file of a model opened from
+ *   one, else %NULL
+ */
+SmeltGgufFile *
+smelt_model_get_gguf (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
+  return self->gguf;
 }

@@ -35,6 +35,13 @@ void  _smelt_ggml_encode_q8_0_at    (SmeltSimdLevel level, const float *src, gui
 /* one finite value, non-negative, to IEEE half (round to nearest even) */
 guint16 _smelt_ggml_fp16           (float f);
 
+/* ---- GGUF files (smelt-gguf-file.c) ---- */
+const guint8 *_smelt_gguf_file_get_raw_value (SmeltGgufFile *self,
+                                              guint          index,
+                                              gsize         *size);
+GMappedFile  *_smelt_gguf_file_get_mapping   (SmeltGgufFile *self);
+gboolean      _smelt_is_gguf_path            (const char    *path);
+
 /* ---- stored tensors (smelt-stored-tensor.c) ----
  * A tensor stored in a mapped file: @mapping covers the whole file,
  * [@offset, @offset + @size) is the tensor's data. Keeps a ref on @mapping. */

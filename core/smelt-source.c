@@ -793,8 +793,10 @@ build_outputs (Builder  *b,
     add_output (self, build_tensor (b, "lm_head.weight", NULL, lm_edit));
   /* Byte-wise name order: the order safetensors' save_file lays tensors
    * out in, so a one-shard export matches transformers' file, and the
-   * order the base's own (save_file-written) shards are read fastest in. */
-  g_ptr_array_sort (self->tensors, compare_names);
+   * order the base's own (save_file-written) shards are read fastest in.
+   * A GGUF model keeps its file's order, read front to back. */
+  if (smelt_model_get_gguf (model) == NULL)
+    g_ptr_array_sort (self->tensors, compare_names);
   return update_config (b, untie, error);
 }
 
@@ -825,6 +827,16 @@ smelt_source_new (SmeltModel    *model,
   Builder b = { 0, };
 
   g_return_val_if_fail (SMELT_IS_MODEL (model), NULL);
+
+  if (n_adapters > 0 && smelt_model_get_gguf (model) != NULL)
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+                   "%s: adapters merge into a Hugging Face model, and this is a GGUF "
+                   "file (llama.cpp's names, permuted Q/K rows): point Model= at the "
+                   "Hugging Face model the adapter was trained on",
+                   smelt_model_get_path (model));
+      return NULL;
+    }
 
   /* Workers each run their own GEMMs: OpenBLAS threads would oversubscribe
    * the cores and make results depend on the thread count. */

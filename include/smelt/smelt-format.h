@@ -80,6 +80,10 @@ G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
  *   (see smelt_format_get_row_group())
  * @get_summary: a few lines for people about what the finished export
  *   wrote (see smelt_format_get_summary()); optional
+ * @accepts_source: whether the format can write from @source at all,
+ *   checked before plan(); the default refuses a source whose model is a
+ *   GGUF file (smelt_model_get_gguf()), which only formats that read
+ *   GGUF metadata can use
  *
  * The virtual methods of a format plugin. Tensors arrive in the order of
  * smelt_source_get_tensor(), rows in increasing order.
@@ -115,9 +119,12 @@ struct _SmeltFormatClass
   guint64   (*row_group)   (SmeltFormat   *self,
                             SmeltTensor   *tensor);
   char *    (*get_summary) (SmeltFormat   *self);
+  gboolean  (*accepts_source) (SmeltFormat *self,
+                               SmeltSource *source,
+                               GError     **error);
 
   /*< private >*/
-  gpointer padding[9];
+  gpointer padding[8];
 };
 
 SMELT_AVAILABLE_IN_ALL

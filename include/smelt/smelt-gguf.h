@@ -314,4 +314,10 @@ SMELT_AVAILABLE_IN_ALL
 GBytes        *smelt_gguf_file_get_tensor_data  (SmeltGgufFile  *self,
                                                  guint           index);
 
+/* copying metadata from a file into a layout (llama-quantize's way) */
+SMELT_AVAILABLE_IN_ALL
+void           smelt_gguf_layout_copy_kv        (SmeltGgufLayout *self,
+                                                 SmeltGgufFile   *file,
+                                                 guint            index);
+
 G_END_DECLS

@@ -11,6 +11,7 @@
 #include <glib-object.h>
 #include <json-glib/json-glib.h>
 #include <smelt/smelt-tensor.h>
+#include <smelt/smelt-gguf.h>
 
 G_BEGIN_DECLS
 
@@ -47,5 +48,7 @@ SMELT_AVAILABLE_IN_ALL
 SmeltDType    smelt_model_get_dtype         (SmeltModel  *self);
 SMELT_AVAILABLE_IN_ALL
 const char * const *smelt_model_get_tokenizer_files (SmeltModel *self);
+SMELT_AVAILABLE_IN_ALL
+SmeltGgufFile *smelt_model_get_gguf         (SmeltModel  *self);
 
 G_END_DECLS

@@ -2046,6 +2046,17 @@ gemma3_vocab_rows (Ctx     *c,
 /* ------------------------------------------------------------------ */
 /* The plan                                                            */
 
+SmeltGgufArchPlan *
+smelt_gguf_arch_plan_new_empty (const char *arch)
+{
+  ArchPlan *p = g_new0 (ArchPlan, 1);
+
+  p->pub.arch = g_strdup (arch);
+  p->pub.tensors = g_ptr_array_new_with_free_func (tensor_free);
+  p->pub.by_source = g_hash_table_new (g_str_hash, g_str_equal);
+  return &p->pub;
+}
+
 void
 smelt_gguf_arch_plan_free (SmeltGgufArchPlan *plan)
 {

@@ -33,6 +33,7 @@ typedef struct {
   guint              n_head;       /* SMELT_GGUF_XFORM_PERMUTE: effective heads */
   gboolean           source_f16;   /* SMELT_GGUF_XFORM_NORM_PLUS_ONE in f16 arithmetic */
   gboolean           force_f32;    /* converter rule: 1-D, *_norm.weight, not *.weight, … */
+  SmeltGgmlType      source_type;  /* a GGUF source's stored type (plan->from_gguf) */
 } SmeltGgufTensor;
 
 typedef struct {
@@ -49,9 +50,16 @@ typedef struct {
    * tensor that is BF16 or F16 (F32 tensors are skipped), "f16" when there
    * is none. Not simply source_dtype: an all-F32 model gets "f16". */
   const char *auto_outtype;        /* "bf16" or "f16" (static string) */
+  /* a GGUF source (smelt-gguf-requant.c): tensors keep their names and
+   * types, and these hyperparameters come from its metadata */
+  gboolean   from_gguf;
+  guint      n_expert;
+  guint      n_layer_nextn;
 } SmeltGgufArchPlan;
 
 void                 smelt_gguf_arch_plan_free     (SmeltGgufArchPlan *plan);
+/* A plan with no tensors and no KVs, for callers that fill it in. */
+SmeltGgufArchPlan   *smelt_gguf_arch_plan_new_empty (const char       *arch);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmeltGgufArchPlan, smelt_gguf_arch_plan_free)
 
 /* The architectures smelt converts, as a NULL-terminated list of HF class

@@ -9,6 +9,7 @@
 
 #include "smelt-gguf-arch.h"
 #include "smelt-gguf-mixture.h"
+#include "smelt-gguf-requant.h"
 #include "smelt-gguf-vocab.h"
 
 /* Writes GGUF v3 files for llama.cpp straight from the Hugging Face model,
@@ -756,8 +757,9 @@ tensor_type (const OutputType *kind,
   return kind->type;
 }
 
-/* llama_model_quantize() on smelt's own F32 file: every tensor comes in
- * as F32, llama.cpp's rules pick each one's type, and the keys end with
+/* llama_model_quantize() on smelt's own F32 file (or on the GGUF source
+ * itself): every tensor comes in as F32 (or its stored type), llama.cpp's
+ * rules pick each one's type, and the keys end with
  * general.quantization_version then general.file_type, moved to the end
  * as gguf_set_val_u32() does. */
 static gboolean
@@ -776,12 +778,14 @@ plan_mixture (SmeltGgufQuant   *self,
 
       mt[i].name = t->name;
       memcpy (mt[i].ne, t->ne, sizeof mt[i].ne);
-      mt[i].type = SMELT_GGML_TYPE_F32;
+      mt[i].type = self->plan->from_gguf ? t->source_type : SMELT_GGML_TYPE_F32;
     }
   hp.arch = self->plan->arch;
   hp.n_head = self->plan->n_head;
   hp.n_head_kv = self->plan->n_head_kv ? self->plan->n_head_kv : self->plan->n_head;
   hp.n_layer = self->plan->n_layer;
+  hp.n_expert = self->plan->n_expert;
+  hp.n_layer_nextn = self->plan->n_layer_nextn;
   if (!smelt_gguf_mixture_choose (o->kind->mix, &hp, mt, tensors->len, o->tensor_type, error))
     {
       g_prefix_error (error, "%s: ", o->kind->name);
@@ -954,33 +958,121 @@ auto_type (SmeltGgufArchPlan *plan)
   return find_output_type (g_strcmp0 (plan->auto_outtype, "bf16") == 0 ? "BF16" : "F16");
 }
 
+/* The Hugging Face model's way: names, keys and the tokenizer as the
+ * converter writes them. */
+static SmeltGgufLayout *
+plan_from_model (SmeltGgufQuant  *self,
+                 SmeltSource     *source,
+                 GPtrArray       *kinds,
+                 gboolean         has_auto,
+                 GError         **error)
+{
+  self->plan = smelt_gguf_arch_plan (source, error);
+  if (self->plan == NULL)
+    return NULL;
+  self->vocab = smelt_gguf_vocab_load_with_pre (source, self->plan->arch, self->plan->n_vocab,
+                                                self->pre && *self->pre ? self->pre : NULL, error);
+  if (self->vocab == NULL)
+    return NULL;
+  sort_by_source_order (self->plan->tensors, source);
+  if (has_auto && !g_ptr_array_find (kinds, auto_type (self->plan), NULL))
+    g_ptr_array_add (kinds, (gpointer) auto_type (self->plan));
+  return make_template (self, source);
+}
+
+/* The recipe's general.* options, set over a GGUF source's own keys (in
+ * place where the file has them): only the options given. */
+static void
+override_general (SmeltGgufQuant  *self,
+                  SmeltSource     *source,
+                  SmeltGgufLayout *layout)
+{
+  set_if (layout, "general.name", self->model_name);
+  set_if (layout, "general.author", self->author);
+  set_if (layout, "general.version", self->version);
+  set_if (layout, "general.organization", self->organization);
+  set_if (layout, "general.finetune", self->finetune);
+  set_if (layout, "general.description", self->description);
+  set_if (layout, "general.license", self->license);
+  if (self->base_models && self->base_models[0])
+    {
+      /* a shorter list must not leave the file's extra entries behind */
+      for (guint i = 0; i < smelt_gguf_layout_get_n_kv (layout);)
+        if (g_str_has_prefix (smelt_gguf_layout_get_key (layout, i), "general.base_model."))
+          smelt_gguf_layout_remove (layout, smelt_gguf_layout_get_key (layout, i));
+        else
+          i++;
+      write_base_models (self, source, layout);
+    }
+  set_strv (layout, "general.tags", self->tags);
+  set_strv (layout, "general.languages", self->languages);
+  set_if (layout, "tokenizer.ggml.pre", self->pre);
+}
+
+/* llama-quantize's way, from a GGUF model: its tensors and keys as they
+ * are, every type (F16 and Q8_0 too) through llama.cpp's mixture. */
+static SmeltGgufLayout *
+plan_from_gguf (SmeltGgufQuant  *self,
+                SmeltSource     *source,
+                GPtrArray       *kinds,
+                gboolean         has_auto,
+                GError         **error)
+{
+  SmeltGgufLayout *layout;
+
+  if (has_auto)
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "Types: “auto” picks the converter's 16-bit type for a Hugging Face "
+                   "model; %s is already GGUF: name the types (e.g. Types=q4_k_m;q8_0)",
+                   smelt_model_get_path (smelt_source_get_model (source)));
+      return NULL;
+    }
+  self->plan = smelt_gguf_requant_plan (source, error);
+  if (self->plan == NULL)
+    return NULL;
+  for (guint k = 0; k < kinds->len; k++)
+    {
+      const OutputType *kind = g_ptr_array_index (kinds, k);
+
+      if (kind->mix == NULL)
+        kinds->pdata[k] = (gpointer) mix_output_type (smelt_gguf_mixture_lookup_ftype (kind->name));
+    }
+  layout = smelt_gguf_requant_template (smelt_model_get_gguf (smelt_source_get_model (source)));
+  override_general (self, source, layout);
+  return layout;
+}
+
+static gboolean
+smelt_gguf_quant_accepts_source (SmeltFormat  *format,
+                                 SmeltSource  *source,
+                                 GError      **error)
+{
+  /* a Hugging Face model, or a GGUF one (plan_from_gguf) */
+  return TRUE;
+}
+
 static gboolean
 smelt_gguf_quant_plan (SmeltFormat  *format,
                        SmeltSource  *source,
                        GError      **error)
 {
   SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
+  SmeltGgufFile *gguf = smelt_model_get_gguf (smelt_source_get_model (source));
   g_autoptr(GPtrArray) kinds = g_ptr_array_new ();
   g_autoptr(SmeltGgufLayout) template = NULL;
   g_autofree char *stem = NULL;
   gboolean has_auto;
   guint64 max_size;
 
-  if (!parse_types (self->types, kinds, &has_auto, error) ||
+  if (!smelt_gguf_quant_check_options (format, error) ||
+      !parse_types (self->types, kinds, &has_auto, error) ||
       !parse_max_size (self->max_file_size, &max_size, error))
     return FALSE;
-  self->plan = smelt_gguf_arch_plan (source, error);
-  if (self->plan == NULL)
+  template = gguf ? plan_from_gguf (self, source, kinds, has_auto, error)
+                  : plan_from_model (self, source, kinds, has_auto, error);
+  if (template == NULL)
     return FALSE;
-  if (!smelt_gguf_quant_check_options (format, error))
-    return FALSE;
-  self->vocab = smelt_gguf_vocab_load_with_pre (source, self->plan->arch, self->plan->n_vocab,
-                                                self->pre && *self->pre ? self->pre : NULL, error);
-  if (self->vocab == NULL)
-    return FALSE;
-  sort_by_source_order (self->plan->tensors, source);
-  if (has_auto && !g_ptr_array_find (kinds, auto_type (self->plan), NULL))
-    g_ptr_array_add (kinds, (gpointer) auto_type (self->plan));
   for (guint i = 0; i < self->plan->tensors->len; i++)
     {
       SmeltGgufTensor *t = g_ptr_array_index (self->plan->tensors, i);
@@ -989,8 +1081,8 @@ smelt_gguf_quant_plan (SmeltFormat  *format,
         g_hash_table_insert (self->index_of, (gpointer) smelt_tensor_get_name (t->tensor),
                              GUINT_TO_POINTER (i + 1));
     }
-  template = make_template (self, source);
-  stem = file_stem (self, source);
+  stem = self->name && *self->name ? g_strdup (self->name)
+       : gguf ? smelt_gguf_requant_stem (gguf) : file_stem (self, source);
   for (guint k = 0; k < kinds->len; k++)
     {
       Output *o = g_new0 (Output, 1);
@@ -1790,6 +1882,7 @@ smelt_gguf_quant_class_init (SmeltGgufQuantClass *klass)
   format_class->write_rows = smelt_gguf_quant_write_rows;
   format_class->finish = smelt_gguf_quant_finish;
   format_class->check_options = smelt_gguf_quant_check_options;
+  format_class->accepts_source = smelt_gguf_quant_accepts_source;
   format_class->get_summary = smelt_gguf_quant_get_summary;
 
   properties[PROP_TYPES] = string_param ("types", "Types",

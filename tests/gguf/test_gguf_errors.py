@@ -19,10 +19,13 @@ import gen_tiny_model as gen  # noqa: E402
 
 
 def recipe(path, model, out, types="f16;q8_0", extra=""):
+    source = ""
+    if extra.startswith("adapters="):
+        source, extra = "Adapters=" + extra[len("adapters="):] + "\n", ""
     with open(path, "w") as f:
         f.write(f"""[Source]
 Model={model}
-
+{source}
 [Destination d]
 Plugin=localfs
 Path={out}
@@ -149,9 +152,70 @@ def case_bad_size(work):
     return m, "MaxFileSize=lots", ["MaxFileSize", "lots"]
 
 
+#: set by main(): the smelt binary, which makes the GGUF files below
+SMELT = None
+
+
+def gguf_source(work, types, extra=""):
+    """A GGUF file smelt wrote from the llama family's model: {TYPE: path}."""
+    m = fresh_model(work, "gguf-src")
+    out = os.path.join(work, "gguf-src-out-" + types.replace(";", "-"))
+    shutil.rmtree(out, ignore_errors=True)
+    path = os.path.join(work, "gguf-src.smelt")
+    recipe(path, m, out, types, extra)
+    subprocess.run([SMELT, "run", path, "--progress=none"], check=True)
+    return {t.upper(): os.path.join(out, "broken.%s.gguf" % t.upper()) for t in types.split(";")}
+
+
+def case_gguf_quantized(work):
+    """llama-quantize refuses to requantize by default; so does smelt."""
+    src = gguf_source(work, "q8_0")["Q8_0"]
+    return src, "types=q4_k_m", ["broken.Q8_0.gguf", "already quantized", "q8_0"]
+
+
+def case_gguf_auto(work):
+    src = gguf_source(work, "f16")["F16"]
+    return src, "types=auto", ["Types", "auto", "broken.F16.gguf"]
+
+
+def case_gguf_truncated(work):
+    src = gguf_source(work, "f16")["F16"]
+    cut = os.path.join(work, "cut.F16.gguf")
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(cut, "wb") as f:
+        f.write(data[:len(data) - 1000])
+    return cut, "types=q4_k_m", ["cut.F16.gguf", "not a valid GGUF"]
+
+
+def case_gguf_split(work):
+    src = gguf_source(work, "f16", "MaxFileSize=300KB")["F16"]
+    parts = sorted(f for f in os.listdir(os.path.dirname(src)) if "-00001-of-" in f)
+    assert len(parts) == 1, os.listdir(os.path.dirname(src))
+    return os.path.join(os.path.dirname(src), parts[0]), "types=q4_k_m", [
+        parts[0], "split", "llama-gguf-split"]
+
+
+def case_gguf_adapter(work):
+    """Adapters merge into the Hugging Face model, not into GGUF names."""
+    src = gguf_source(work, "f16")["F16"]
+    base = os.path.join(work, "base-llama")
+    return src, "adapters=" + os.path.join(base, "adapter"), ["broken.F16.gguf", "adapter",
+                                                              "Hugging Face model"]
+
+
+def case_gguf_other_format(work):
+    """Only gguf-quant reads a GGUF model: merged16 must refuse it, and the
+    gguf-quant export of the same recipe must not leave its files."""
+    src = gguf_source(work, "f16")["F16"]
+    return src, "\n[Export m]\nFormat=merged16\nDestination=d\n", [
+        "export “m”", "broken.F16.gguf", "GGUF file", "Hugging Face model directory"]
+
+
 CASES = [case_unsupported_arch, case_missing_tokenizer, case_vocab_too_big,
          case_missing_tensor, case_bad_shape, case_f16_overflow, case_bad_type, case_unknown_type, case_bad_name,
-         case_bad_size]
+         case_bad_size, case_gguf_quantized, case_gguf_auto, case_gguf_truncated,
+         case_gguf_split, case_gguf_adapter, case_gguf_other_format]
 
 
 def main():
@@ -159,6 +223,8 @@ def main():
     ap.add_argument("--smelt", required=True)
     ap.add_argument("--workdir", required=True)
     args = ap.parse_args()
+    global SMELT
+    SMELT = args.smelt
     os.makedirs(args.workdir, exist_ok=True)
     failures = 0
     for fn in CASES:

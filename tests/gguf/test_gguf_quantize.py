@@ -9,6 +9,12 @@ smelt's F32 file; the two files must have the same tensors with the same
 types and the same bytes, and the same keys with the same values in the
 same order.
 
+Then the same from a GGUF source, llama-quantize's own job: smelt reads
+its F16 file (and one BF16 and one F32 file) as the model and writes every
+type, F16 and F32 included, in one run; llama.cpp quantizes the same file.
+Here the keys must match in order too (general.file_type and
+general.quantization_version included), and every tensor's type and bytes.
+
     test_gguf_quantize.py --smelt SMELT --harness HARNESS --workdir DIR
 """
 import argparse
@@ -68,8 +74,28 @@ def export(smelt, work, family, model, adapter):
     recipe = os.path.join(work, family + ".smelt")
     with open(recipe, "w") as f:
         f.write("[Source]\nModel=%s\nAdapters=%s\n\n[Destination d]\nPlugin=localfs\nPath=%s\n\n"
-                "[Export g]\nFormat=gguf-quant\nTypes=f32;%s\nName=m\n"
+                "[Export g]\nFormat=gguf-quant\nTypes=f32;f16;bf16;%s\nName=m\n"
                 % (model, adapter, out, ";".join(t.lower() for t in FTYPES)))
+    run([smelt, "run", recipe, "--progress=none"])
+    return out
+
+
+#: the types asked of a GGUF source: llama-quantize's, and its float ones
+REQUANT_TYPES = FTYPES + ["F16", "BF16", "F32"]
+#: the source files each family is requantized from
+REQUANT_SOURCES = {"llama3": ["F16", "BF16"], "qwen2": ["F16"], "llama": ["F16", "F32"],
+                   "gemma": ["F16"], "phi3": ["F16"]}
+
+
+def export_from_gguf(smelt, work, family, source):
+    tag = os.path.basename(source).split(".")[1]
+    out = os.path.join(work, "requant-%s-%s" % (family, tag))
+    shutil.rmtree(out, ignore_errors=True)
+    recipe = os.path.join(work, "requant-%s-%s.smelt" % (family, tag))
+    with open(recipe, "w") as f:
+        f.write("[Source]\nModel=%s\n\n[Destination d]\nPlugin=localfs\nPath=%s\n\n"
+                "[Export g]\nFormat=gguf-quant\nTypes=%s\n"
+                % (source, out, ";".join(t.lower() for t in REQUANT_TYPES)))
     run([smelt, "run", recipe, "--progress=none"])
     return out
 
@@ -133,6 +159,23 @@ def main():
             else:
                 print("ok   %-7s %-7s identical to llama-quantize (%s)" % (family, ft, mix))
         print("     (%s: %s)" % (family, what))
+        for tag in REQUANT_SOURCES[family]:
+            src = os.path.join(out, "m.%s.gguf" % tag)
+            rout = export_from_gguf(args.smelt, args.workdir, family, src)
+            for ft in REQUANT_TYPES:
+                ref = os.path.join(args.workdir, "ref-%s-%s.%s.gguf" % (family, tag, ft))
+                run([args.harness, "model-quantize", src, ref, ft])
+                # the stem is the source's name without its type: m.F16.gguf → m
+                problems, types = compare(args.harness, os.path.join(rout, "m.%s.gguf" % ft),
+                                          ref, False)
+                checked += 1
+                mix = ", ".join("%s %d" % kv for kv in sorted(types.items()))
+                if problems:
+                    failures += 1
+                    print("FAIL %-7s %s→%-6s %s" % (family, tag, ft, "; ".join(problems[:6])))
+                else:
+                    print("ok   %-7s %s→%-6s identical to llama-quantize (%s)"
+                          % (family, tag, ft, mix))
     print("%d of %d files identical" % (checked - failures, checked))
     sys.exit(1 if failures else 0)
 
