@@ -68,10 +68,11 @@ def recipe(path, model, adapter, out, types, report=False):
     """The quality report is off by default here: neither the copy nor
     llama-quantize computes one (its cost is measured with --report)."""
     with open(path, "w") as f:
-        f.write("[Source]\nModel=%s\nAdapters=%s\n\n[Destination d]\nPlugin=localfs\n"
+        f.write("[Source]\nModel=%s\n%s\n[Destination d]\nPlugin=localfs\n"
                 "Path=%s\nOverwrite=true\nFsync=false\n\n[Export gguf]\nFormat=gguf-quant\n"
-                "Types=%s\nName=bench\nReport=%s\n" % (model, adapter, out, types,
-                                                        "true" if report else "false"))
+                "Types=%s\nName=bench\nReport=%s\n"
+                % (model, "Adapters=%s\n" % adapter if adapter else "", out, types,
+                   "true" if report else "false"))
 
 
 def best(results):

@@ -7,16 +7,16 @@
 
 Default model: the synthetic ~1.1B-parameter bf16 llama of bench_gguf.py
 (with its SentencePiece tokenizer and rank-16 adapter), cached in the
-workdir. Then, one after another, each as a child process with a warm
-page cache:
+workdir. First smelt writes the merged model as an F16 GGUF (b1). Then,
+one after another, each as a child process with a warm page cache:
 
-  (a) smelt run RECIPE with Types=q4_k_m: the merged model straight to a
-      Q4_K_M GGUF in one run
-  (b) llama.cpp's path: smelt's F16 GGUF of the same merged model (timed
-      on its own), then smelt-llama-harness model-quantize F16.gguf
-      out.gguf Q4_K_M, which is llama_model_quantize() with its default
-      parameters (all cores); reported alone and as F16 export + quantize
-      (times added, peak RSS the larger of the two)
+  (a) quantizing that F16 GGUF: smelt with the file as its model (Types=
+      q4_k_m, q8_0, and both in one run) next to smelt-llama-harness
+      model-quantize F16.gguf out.gguf TYPE, which is
+      llama_model_quantize() with its default parameters (all cores)
+  (b) end to end, base + adapter: smelt's Q4_K_M, and Q4_K_M + Q8_0 in
+      one run, next to the chain "F16 GGUF, then llama-quantize twice"
+      (times added, peak RSS the largest)
   (c) a plain copy of the base shards
 
 Each is run --runs times (best wall time, max peak RSS). Prints a table
@@ -105,37 +105,58 @@ def main(argv=None):
         return res, out
 
     rows = []
-    (q4, q4_out) = smelt_export("q4_k_m")
-    rows.append(("(a) smelt HF -> Q4_K_M", q4, os.path.getsize(only_gguf(q4_out))))
-    (two, two_out) = smelt_export("q4_k_m;q8_0")
-    rows.append(("(a2) smelt HF -> Q4_K_M + Q8_0", two, bm.dir_bytes(two_out)))
     (f16, f16_out) = smelt_export("f16")
     f16_file = only_gguf(f16_out)
     rows.append(("(b1) smelt HF -> F16", f16, os.path.getsize(f16_file)))
 
+    # (a) the F16 GGUF quantized: smelt with the file as its model, next
+    # to llama_model_quantize() on the same file
+    def smelt_requant(types):
+        out = os.path.join(work, "out-requant-" + types)
+        rec = os.path.join(work, "bench-requant-%s.smelt" % types)
+        bg.recipe(rec, f16_file, None, out, types)
+
+        def before():
+            shutil.rmtree(out, ignore_errors=True)
+            bm.warm_cache([f16_file])
+        res = measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
+        return res, out
+
     lq_out = os.path.join(work, "out-llama-quantize")
-    lq_file = os.path.join(lq_out, "model-Q4_K_M.gguf")
+    os.makedirs(lq_out, exist_ok=True)
 
-    def before_lq():
-        shutil.rmtree(lq_out, ignore_errors=True)
-        os.makedirs(lq_out)
-        bm.warm_cache([f16_file])
-    lq = measure([args.harness, "model-quantize", f16_file, lq_file, "Q4_K_M"], None,
-                 args.runs, before_lq)
-    rows.append(("(b2) llama-quantize F16->Q4_K_M", lq, os.path.getsize(lq_file)))
-    both = (f16[0] + lq[0], max(f16[1], lq[1]))
-    rows.append(("(b) F16 export + quantize", both, os.path.getsize(lq_file)))
-    lq8_file = os.path.join(lq_out, "model-Q8_0.gguf")
+    def llama_quantize(ftype):
+        path = os.path.join(lq_out, "model-%s.gguf" % ftype)
 
-    def before_lq8():
-        if os.path.exists(lq8_file):
-            os.unlink(lq8_file)
-        bm.warm_cache([f16_file])
-    lq8 = measure([args.harness, "model-quantize", f16_file, lq8_file, "Q8_0"], None,
-                  args.runs, before_lq8)
-    rows.append(("(b3) llama-quantize F16->Q8_0", lq8, os.path.getsize(lq8_file)))
+        def before():
+            if os.path.exists(path):
+                os.unlink(path)
+            bm.warm_cache([f16_file])
+        return measure([args.harness, "model-quantize", f16_file, path, ftype], None,
+                       args.runs, before), path
+
+    (rq4, rq4_out) = smelt_requant("q4_k_m")
+    rows.append(("(a1) smelt F16.gguf -> Q4_K_M", rq4, os.path.getsize(only_gguf(rq4_out))))
+    (lq, lq_file) = llama_quantize("Q4_K_M")
+    rows.append(("(a1') llama-quantize F16 -> Q4_K_M", lq, os.path.getsize(lq_file)))
+    (rq8, rq8_out) = smelt_requant("q8_0")
+    rows.append(("(a2) smelt F16.gguf -> Q8_0", rq8, os.path.getsize(only_gguf(rq8_out))))
+    (lq8, lq8_file) = llama_quantize("Q8_0")
+    rows.append(("(a2') llama-quantize F16 -> Q8_0", lq8, os.path.getsize(lq8_file)))
+    (rq2, rq2_out) = smelt_requant("q4_k_m;q8_0")
+    rows.append(("(a3) smelt F16.gguf -> both, one run", rq2, bm.dir_bytes(rq2_out)))
+    lq2 = (lq[0] + lq8[0], max(lq[1], lq8[1]))
+    rows.append(("(a3') llama-quantize twice", lq2,
+                 os.path.getsize(lq_file) + os.path.getsize(lq8_file)))
+
+    # (b) end to end from the Hugging Face model and adapter
+    (q4, q4_out) = smelt_export("q4_k_m")
+    rows.append(("(b2) smelt HF -> Q4_K_M", q4, os.path.getsize(only_gguf(q4_out))))
+    (two, two_out) = smelt_export("q4_k_m;q8_0")
+    rows.append(("(b3) smelt HF -> Q4_K_M + Q8_0", two, bm.dir_bytes(two_out)))
     chain = (f16[0] + lq[0] + lq8[0], max(f16[1], lq[1], lq8[1]))
-    rows.append(("(b') F16 + quantize twice", chain, os.path.getsize(lq_file) + os.path.getsize(lq8_file)))
+    rows.append(("(b') F16 + quantize twice", chain,
+                 os.path.getsize(lq_file) + os.path.getsize(lq8_file)))
 
     copy_dir = os.path.join(work, "out-copy")
 
@@ -153,16 +174,20 @@ def main(argv=None):
         "tiny" if args.tiny else "1.1B llama", base_bytes / 1e9, params["dtype"], bm.ADAPTER["rank"],
         os.cpu_count() or 0, *os.getloadavg(),
         ", SMELT_SIMD=%s" % args.simd if args.simd else ""))
-    print("%-34s %9s %10s %11s %9s" % ("", "seconds", "peak RSS", "written", "vs copy"))
+    print("%-37s %9s %10s %11s %9s" % ("", "seconds", "peak RSS", "written", "vs copy"))
     for label, (secs, rss), written in rows:
-        print("%-34s %9.2f %7.0f MiB %8.1f MB %8.2fx" % (label, secs, rss, written / 1e6,
+        print("%-37s %9.2f %7.0f MiB %8.1f MB %8.2fx" % (label, secs, rss, written / 1e6,
                                                         secs / copy_secs if copy_secs else 0))
-    print("\nsmelt Q4_K_M in one run vs llama-quantize alone:    %.2fx the time" % (q4[0] / lq[0]))
-    print("smelt Q4_K_M in one run vs F16 export + quantize:   %.2fx the time" % (q4[0] / both[0]))
-    print("smelt Q4_K_M + Q8_0 in one run vs F16 + quantize twice: %.2fx the time (%.1fx faster)"
-          % (two[0] / chain[0], chain[0] / two[0]))
+    threads = "--jobs %d" % args.jobs if args.jobs else "%d threads" % (os.cpu_count() or 1)
+    print("\nsmelt at %s; llama_model_quantize at its default (all %d cores)"
+          % (threads, os.cpu_count() or 1))
+    print("(a) F16 GGUF -> Q4_K_M:        smelt %.1fx faster than llama-quantize" % (lq[0] / rq4[0]))
+    print("(a) F16 GGUF -> Q8_0:          smelt %.1fx faster than llama-quantize" % (lq8[0] / rq8[0]))
+    print("(a) F16 GGUF -> both:          smelt %.1fx faster (one run vs two)" % (lq2[0] / rq2[0]))
+    print("(b) HF + adapter -> both:      smelt %.1fx faster than F16 + quantize twice, "
+          "peak RSS %.0f MiB" % (chain[0] / two[0], two[1]))
     if not args.keep:
-        for o in (q4_out, two_out, f16_out, lq_out, copy_dir):
+        for o in (q4_out, two_out, f16_out, lq_out, copy_dir, rq4_out, rq8_out, rq2_out):
             shutil.rmtree(o, ignore_errors=True)
     return 0
 
