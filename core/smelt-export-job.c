@@ -511,8 +511,10 @@ open_source (SmeltExportJob  *self,
   return self->source != NULL;
 }
 
+/* The bytes one pass reads (each tensor once, whatever the number of
+ * formats that want it). */
 static guint64
-compute_total (SmeltExportJob *self)
+compute_pass_total (SmeltExportJob *self)
 {
   guint64 total = 0;
 
@@ -527,6 +529,50 @@ compute_total (SmeltExportJob *self)
             break;
           }
     }
+  return total;
+}
+
+static guint
+max_passes (SmeltExportJob *self)
+{
+  guint n = 1;
+
+  for (guint f = 0; f < self->formats->len; f++)
+    n = MAX (n, smelt_format_get_n_passes (g_ptr_array_index (self->formats, f)));
+  return n;
+}
+
+/* Tells every format which of its passes job pass @pass is: a format of
+ * n passes takes part in the job's last n. */
+static void
+set_pass (SmeltExportJob *self,
+          guint           pass)
+{
+  guint total = max_passes (self);
+
+  for (guint f = 0; f < self->formats->len; f++)
+    {
+      SmeltFormat *format = g_ptr_array_index (self->formats, f);
+      guint n = smelt_format_get_n_passes (format);
+
+      _smelt_format_set_pass (format, pass + n >= total ? pass + n - total : _SMELT_FORMAT_PASS_IDLE);
+    }
+}
+
+/* Progress covers every pass, so the fraction rises once, to 1. */
+static guint64
+compute_total (SmeltExportJob *self)
+{
+  guint passes = max_passes (self);
+  guint64 total = 0;
+
+  for (guint pass = 0; pass < passes; pass++)
+    {
+      set_pass (self, pass);
+      total += compute_pass_total (self);
+    }
+  /* until the run: every format as in its writing pass */
+  set_pass (self, passes - 1);
   return total;
 }
 
@@ -901,10 +947,11 @@ write_block (SmeltExportJob  *self,
 }
 
 typedef struct {
-  GQueue     queue;       /* Block, in output order */
-  guint      window;
-  guint64    done_bytes;
-  GPtrArray *wants;       /* owns every tensor's SmeltRows array */
+  GQueue      queue;       /* Block, in output order */
+  guint       window;
+  guint64     done_bytes;
+  GPtrArray  *wants;       /* owns every tensor's SmeltRows array */
+  const char *stage;       /* "scanning" or "exporting" */
 } Pipeline;
 
 static gboolean
@@ -922,7 +969,7 @@ drain_one (SmeltExportJob  *self,
   if (ok)
     {
       p->done_bytes += b->n_rows * row_bytes_of (b->tensor);
-      report (self, "exporting", smelt_tensor_get_name (b->tensor), p->done_bytes, FALSE);
+      report (self, p->stage, smelt_tensor_get_name (b->tensor), p->done_bytes, FALSE);
       /* drop mapped pages behind the cursor: memory stays bounded even
        * inside a multi-GB embedding; then the tensor's caches */
       smelt_tensor_release_rows (b->tensor, b->first_row, b->n_rows);
@@ -998,10 +1045,12 @@ tensor_row_group (SmeltExportJob *self,
 
 static gboolean
 stream_tensors (SmeltExportJob  *self,
+                const char      *stage,
+                guint64          done_before,
                 GCancellable    *cancellable,
                 GError         **error)
 {
-  Pipeline p = { G_QUEUE_INIT, 0, 0, g_ptr_array_new_with_free_func (g_free) };
+  Pipeline p = { G_QUEUE_INIT, 0, done_before, g_ptr_array_new_with_free_func (g_free), stage };
   guint n_threads = self->n_threads ? self->n_threads : g_get_num_processors ();
   gboolean ok = TRUE;
 
@@ -1053,6 +1102,40 @@ stream_tensors (SmeltExportJob  *self,
   self->pool = NULL;
   g_ptr_array_unref (p.wants);
   return ok;
+}
+
+/* Every pass but the last only reads; each ends with the formats' end_pass(). */
+static gboolean
+run_passes (SmeltExportJob  *self,
+            GCancellable    *cancellable,
+            GError         **error)
+{
+  guint passes = max_passes (self);
+  guint64 done = 0;
+
+  for (guint pass = 0; pass < passes; pass++)
+    {
+      gboolean last = pass + 1 == passes;
+
+      set_pass (self, pass);
+      if (!stream_tensors (self, last ? "exporting" : "scanning", done, cancellable, error))
+        return FALSE;
+      done += compute_pass_total (self);
+      for (guint f = 0; !last && f < self->formats->len; f++)
+        {
+          SmeltFormat *format = g_ptr_array_index (self->formats, f);
+          guint n = smelt_format_get_n_passes (format);
+
+          if (pass + n < passes || pass + n - passes + 1 >= n)
+            continue;
+          if (!smelt_format_end_pass (format, pass + n - passes, error))
+            {
+              g_prefix_error (error, "export “%s”: ", smelt_format_get_name (format));
+              return FALSE;
+            }
+        }
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -1109,7 +1192,7 @@ run_internal (SmeltExportJob  *self,
   if (!smelt_export_job_prepare (self, cancellable, error))
     return FALSE;
   report (self, "exporting", NULL, 0, TRUE);
-  if (!stream_tensors (self, cancellable, error) ||
+  if (!run_passes (self, cancellable, error) ||
       !finish_and_commit (self, cancellable, error))
     {
       abort_all (self);

@@ -25,6 +25,7 @@ typedef struct {
   SmeltSource      *source;
   SmeltDestination *destination;
   GPtrArray        *planned;
+  guint             pass;      /* SMELT_FORMAT_PASS_IDLE: sits this pass out */
 } SmeltFormatPrivate;
 
 enum {
@@ -221,7 +222,12 @@ SmeltRows
 smelt_format_wants_rows (SmeltFormat *self,
                          SmeltTensor *tensor)
 {
+  SmeltFormatPrivate *priv;
+
   g_return_val_if_fail (SMELT_IS_FORMAT (self), SMELT_ROWS_NONE);
+  priv = smelt_format_get_instance_private (self);
+  if (priv->pass == _SMELT_FORMAT_PASS_IDLE)
+    return SMELT_ROWS_NONE;
   return SMELT_FORMAT_GET_CLASS (self)->wants_rows (self, tensor);
 }
 
@@ -629,4 +635,69 @@ smelt_format_get_summary (SmeltFormat *self)
   g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
   klass = SMELT_FORMAT_GET_CLASS (self);
   return klass->get_summary ? klass->get_summary (self) : NULL;
+}
+
+/**
+ * smelt_format_get_n_passes:
+ * @self: a #SmeltFormat
+ *
+ * Returns: how many passes over the tensors the format needs (see
+ *   #SmeltFormatClass.get_n_passes)
+ */
+guint
+smelt_format_get_n_passes (SmeltFormat *self)
+{
+  SmeltFormatClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), 1);
+  klass = SMELT_FORMAT_GET_CLASS (self);
+  return klass->get_n_passes ? MAX (klass->get_n_passes (self), 1) : 1;
+}
+
+/**
+ * smelt_format_get_pass:
+ * @self: a #SmeltFormat
+ *
+ * Returns: the format's own pass under way, from 0 to
+ *   smelt_format_get_n_passes() - 1 (the writing one)
+ */
+guint
+smelt_format_get_pass (SmeltFormat *self)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), 0);
+  priv = smelt_format_get_instance_private (self);
+  return priv->pass == _SMELT_FORMAT_PASS_IDLE ? 0 : priv->pass;
+}
+
+/* The job's: which of the format's passes the job's pass is, or
+ * _SMELT_FORMAT_PASS_IDLE when the format has none in it. */
+void
+_smelt_format_set_pass (SmeltFormat *self,
+                        guint        pass)
+{
+  SmeltFormatPrivate *priv = smelt_format_get_instance_private (self);
+
+  priv->pass = pass;
+}
+
+/**
+ * smelt_format_end_pass:
+ * @self: a #SmeltFormat
+ * @pass: the pass that ended (not the last)
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_format_end_pass (SmeltFormat  *self,
+                       guint         pass,
+                       GError      **error)
+{
+  SmeltFormatClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  klass = SMELT_FORMAT_GET_CLASS (self);
+  return klass->end_pass ? klass->end_pass (self, pass, error) : TRUE;
 }

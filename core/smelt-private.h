@@ -35,6 +35,11 @@ void  _smelt_ggml_encode_q8_0_at    (SmeltSimdLevel level, const float *src, gui
 /* one finite value, non-negative, to IEEE half (round to nearest even) */
 guint16 _smelt_ggml_fp16           (float f);
 
+/* ---- formats (smelt-format.c) ---- */
+#define _SMELT_FORMAT_PASS_IDLE G_MAXUINT
+void _smelt_format_set_pass (SmeltFormat *self,
+                             guint        pass);
+
 /* ---- GGUF files (smelt-gguf-file.c) ---- */
 const guint8 *_smelt_gguf_file_get_raw_value (SmeltGgufFile *self,
                                               guint          index,

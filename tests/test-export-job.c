@@ -255,14 +255,113 @@ test_stale_shards (void)
   g_assert_cmpuint (n_shards, ==, 0);
 }
 
+/* A two-pass format (tests/plugins/two-pass.c) next to merged16: the
+ * scan pass sees every tensor before end_pass(), end_pass() comes before
+ * anything is written, both passes see the same rows, and progress rises
+ * once to 1 over both. */
+static void
+test_two_passes (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("smelt-job-XXXXXX", NULL);
+  g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
+  g_autofree char *log_path = g_build_filename (out_dir, "passes.txt", NULL);
+  g_autoptr(SmeltRecipe) recipe = NULL;
+  g_autofree char *shard = make_recipe (out_dir, &recipe);
+  g_autoptr(SmeltExportJob) job = NULL;
+  g_autofree char *log = NULL;
+  g_auto(GStrv) lines = NULL;
+  guint n_scan = 0, n_write = 0, n_sums = 0;
+  gboolean ended = FALSE;
+  State st = { 0, };
+
+  smelt_recipe_add_export (recipe, "twice", "two-pass", "out");
+  job = smelt_export_job_new (recipe, NULL);
+  run_async (job, NULL, &st);
+  g_assert_no_error (st.error);
+  g_assert_true (st.ok);
+  g_assert_true (st.monotonic);
+  g_assert_cmpfloat (st.last_fraction, ==, 1.0);
+  g_assert_true (g_file_test (shard, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (g_file_get_contents (log_path, &log, NULL, NULL));
+  lines = g_strsplit (log, "\n", -1);
+  for (guint i = 0; lines[i] && *lines[i]; i++)
+    {
+      if (g_str_has_prefix (lines[i], "scan "))
+        {
+          g_assert_false (ended);
+          n_scan++;
+        }
+      else if (g_str_equal (lines[i], "end 0"))
+        {
+          g_assert_false (ended);
+          ended = TRUE;
+        }
+      else if (g_str_has_prefix (lines[i], "write "))
+        {
+          g_assert_true (ended);
+          n_write++;
+        }
+      else
+        {
+          g_auto(GStrv) f = g_strsplit (lines[i], " ", -1);
+
+          g_assert_cmpstr (f[0], ==, "sum");
+          g_assert_cmpuint (g_strv_length (f), ==, 4);
+          /* same rows, same slices, same order: bit-identical sums */
+          g_assert_cmpstr (f[2], ==, f[3]);
+          n_sums++;
+        }
+    }
+  g_assert_true (ended);
+  g_assert_cmpuint (n_scan, ==, smelt_source_get_n_tensors (smelt_export_job_get_source (job)));
+  g_assert_cmpuint (n_write, ==, n_scan);
+  g_assert_cmpuint (n_sums, ==, n_scan);
+  g_free (st.last_stage);
+}
+
+/* Only the two-pass fixture beside the real plugins: the other fixtures
+ * are broken on purpose. */
+static void
+add_two_pass_plugin (const char *tmp)
+{
+  const char *files[] = { "libsmelt-two-pass.so", "two-pass.plugin" };
+  const char *old = g_getenv ("SMELT_PLUGIN_PATH");
+  g_autofree char *path = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *from = g_build_filename (FIXTURE_PLUGIN_DIR, files[i], NULL);
+      g_autofree char *to = g_build_filename (tmp, files[i], NULL);
+      g_autofree char *data = NULL;
+      gsize len;
+
+      g_assert_true (g_file_get_contents (from, &data, &len, NULL));
+      g_assert_true (g_file_set_contents (to, data, len, NULL));
+    }
+  path = old && *old ? g_strconcat (old, G_SEARCHPATH_SEPARATOR_S, tmp, NULL) : g_strdup (tmp);
+  g_setenv ("SMELT_PLUGIN_PATH", path, TRUE);
+}
+
 int
 main (int argc, char **argv)
 {
+  g_autofree char *plugins = g_dir_make_tmp ("smelt-job-plugins-XXXXXX", NULL);
+  int ret;
+
   g_test_init (&argc, &argv, NULL);
+  add_two_pass_plugin (plugins);
   g_test_add_func ("/export-job/async-progress", test_async_progress);
   g_test_add_func ("/export-job/cancelled", test_cancelled);
   g_test_add_func ("/export-job/sync-and-threads", test_sync_matches_async);
   g_test_add_func ("/export-job/tokenizer-files", test_tokenizer_files);
   g_test_add_func ("/export-job/stale-shards", test_stale_shards);
-  return g_test_run ();
+  g_test_add_func ("/export-job/two-passes", test_two_passes);
+  ret = g_test_run ();
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *p = g_build_filename (plugins, i ? "two-pass.plugin" : "libsmelt-two-pass.so", NULL);
+      g_unlink (p);
+    }
+  g_rmdir (plugins);
+  return ret;
 }

@@ -80,6 +80,16 @@ G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
  *   (see smelt_format_get_row_group())
  * @get_summary: a few lines for people about what the finished export
  *   wrote (see smelt_format_get_summary()); optional
+ * @get_n_passes: how many passes over the tensors the format needs
+ *   (default 1). Every pass but the last only reads: rows arrive through
+ *   wants_rows(), encode_rows() and write_rows() as usual, with
+ *   smelt_format_get_pass() telling which pass it is, and no file may be
+ *   created; end_pass() follows each of them. The formats' last passes
+ *   run together, so a two-pass format's first pass comes before anything
+ *   is written. For formats whose layout depends on the data itself
+ *   (bitsandbytes' double quantization stores a mean in each header)
+ * @end_pass: called on the job's thread after each pass but the last,
+ *   with the pass's number; the format completes its plan here
  * @accepts_source: whether the format can write from @source at all,
  *   checked before plan(); the default refuses a source whose model is a
  *   GGUF file (smelt_model_get_gguf()), which only formats that read
@@ -122,9 +132,13 @@ struct _SmeltFormatClass
   gboolean  (*accepts_source) (SmeltFormat *self,
                                SmeltSource *source,
                                GError     **error);
+  guint     (*get_n_passes) (SmeltFormat  *self);
+  gboolean  (*end_pass)     (SmeltFormat  *self,
+                             guint         pass,
+                             GError      **error);
 
   /*< private >*/
-  gpointer padding[8];
+  gpointer padding[6];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -163,6 +177,14 @@ guint64    smelt_format_get_row_group (SmeltFormat  *self,
                                        SmeltTensor  *tensor);
 SMELT_AVAILABLE_IN_ALL
 char      *smelt_format_get_summary   (SmeltFormat  *self);
+SMELT_AVAILABLE_IN_ALL
+guint      smelt_format_get_n_passes  (SmeltFormat  *self);
+SMELT_AVAILABLE_IN_ALL
+guint      smelt_format_get_pass      (SmeltFormat  *self);
+SMELT_AVAILABLE_IN_ALL
+gboolean   smelt_format_end_pass      (SmeltFormat  *self,
+                                       guint         pass,
+                                       GError      **error);
 
 SMELT_AVAILABLE_IN_ALL
 const char       *smelt_format_get_name        (SmeltFormat      *self);
