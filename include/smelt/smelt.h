@@ -13,6 +13,7 @@
 #include <smelt/smelt-tensor.h>
 #include <smelt/smelt-safetensors.h>
 #include <smelt/smelt-gguf.h>
+#include <smelt/smelt-bnb4.h>
 #include <smelt/smelt-model.h>
 #include <smelt/smelt-adapter.h>
 #include <smelt/smelt-source.h>

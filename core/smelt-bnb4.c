@@ -1,0 +1,488 @@
+/* smelt-bnb4.c: bitsandbytes 4-bit (NF4/FP4) blockwise quantization
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smelt-private.h"
+
+/* The arithmetic of bitsandbytes' 4-bit weights, byte for byte as its
+ * CUDA kernels (kQuantizeBlockwise, dQuantize, kDequantizeBlockwise)
+ * compute them, which is what every `*-bnb-4bit` checkpoint on the Hub
+ * holds:
+ *
+ * - blocks of @blocksize consecutive elements of the flattened weight,
+ *   a float32 absmax each, elements scaled by the reciprocal of the absmax
+ *   (multiplied, not divided) and mapped to 4-bit codes: NF4 by counting
+ *   the thresholds (the float32 midpoints of the table) strictly below the
+ *   value, FP4 by the kernel's decision tree; an all-zero block scales to
+ *   NaN and gets code 0;
+ * - two codes per byte, the even element in the high nibble;
+ * - double quantization: the absmax values minus their mean, in blocks of
+ *   256, coded to 8 bits on the signed dynamic map by the kernel's
+ *   binary search.
+ *
+ * No FMA anywhere: the kernels multiply and add in separate float32
+ * operations, and the core is built with -ffp-contract=off.
+ */
+
+typedef union {
+  guint32 bits[16];
+  float   f[16];
+} Table16;
+
+/* get_4bit_type("nf4") */
+static const Table16 nf4_code = { .bits = {
+  0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32a0, 0xbe91a24d, 0xbe3d353f, 0xbdba7871, 0x00000000,
+  0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a, 0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000,
+} };
+
+/* the kernel's FP4 table: codes 8…15 are the negatives, 8 being -0 */
+static const Table16 fp4_code = { .bits = {
+  0x00000000, 0x3baaaaab, 0x3f2aaaab, 0x3f800000, 0x3eaaaaab, 0x3f000000, 0x3e2aaaab, 0x3e800000,
+  0x80000000, 0xbbaaaaab, 0xbf2aaaab, 0xbf800000, 0xbeaaaaab, 0xbf000000, 0xbe2aaaab, 0xbe800000,
+} };
+
+/* the quant_map bitsandbytes stores for FP4: Python's `-0` is the
+ * integer 0, so code 8 is +0 there (the table is informational) */
+static const Table16 fp4_stored = { .bits = {
+  0x00000000, 0x3baaaaab, 0x3f2aaaab, 0x3f800000, 0x3eaaaaab, 0x3f000000, 0x3e2aaaab, 0x3e800000,
+  0x00000000, 0xbbaaaaab, 0xbf2aaaab, 0xbf800000, 0xbeaaaaab, 0xbf000000, 0xbe2aaaab, 0xbe800000,
+} };
+
+/* dQuantizeNF4's decision points: exactly the float32 midpoints of
+ * adjacent NF4 values */
+static const union { guint32 bits[15]; float f[15]; } nf4_threshold = { .bits = {
+  0xbf591cd8, 0xbf1c5270, 0xbeeb8480, 0xbeadea76, 0xbe703cec, 0xbe0d38bc, 0xbd3a7871, 0x3d22faff,
+  0x3df64862, 0x3e5067e0, 0x3e9582d4, 0x3ec753f9, 0x3f006d04, 0x3f248daf, 0x3f5c89da,
+} };
+
+/* create_dynamic_map(signed=True): indices 128…255; 127 is 0 and
+ * 127 - k is the negative of 127 + k (so there is no -1.0) */
+static const guint32 dynamic_positive[128] = {
+  0x3513a3b7, 0x365a1a94, 0x370205ff, 0x37b24206, 0x38378034, 0x388aefb3, 0x38ba1f4b, 0x3923d70b,
+  0x398ce705, 0x39c7e283, 0x3a016f01, 0x3a1eecc1, 0x3a3c6a80, 0x3a59e83e, 0x3a7765ff, 0x3aa7ef9d,
+  0x3af1a9fc, 0x3b1db22d, 0x3b428f5c, 0x3b676c8a, 0x3b8624dd, 0x3b989374, 0x3bab020d, 0x3bbd70a4,
+  0x3bcfdf3b, 0x3be24dd3, 0x3bf4bc6a, 0x3c039581, 0x3c0ccccd, 0x3c160418, 0x3c1f3b64, 0x3c3ae148,
+  0x3c68f5c3, 0x3c8b851f, 0x3ca28f5d, 0x3cb9999a, 0x3cd0a3d7, 0x3ce7ae15, 0x3cfeb852, 0x3d0ae148,
+  0x3d166667, 0x3d21eb85, 0x3d2d70a3, 0x3d38f5c3, 0x3d447ae1, 0x3d500000, 0x3d5b851f, 0x3d670a3d,
+  0x3d728f5d, 0x3d7e147b, 0x3d84cccd, 0x3d8a8f5d, 0x3d9051eb, 0x3d96147b, 0x3d9bd70a, 0x3da1999a,
+  0x3da75c2a, 0x3dad1eb8, 0x3db2e148, 0x3db8a3d7, 0x3dbe6667, 0x3dc428f7, 0x3dc9eb85, 0x3ddb3334,
+  0x3df80000, 0x3e0a6666, 0x3e18cccd, 0x3e273333, 0x3e35999a, 0x3e440000, 0x3e526666, 0x3e60cccd,
+  0x3e6f3333, 0x3e7d9999, 0x3e860000, 0x3e8d3334, 0x3e946666, 0x3e9b999a, 0x3ea2cccc, 0x3eaa0000,
+  0x3eb13333, 0x3eb86666, 0x3ebf999a, 0x3ec6cccc, 0x3ece0000, 0x3ed53333, 0x3edc6666, 0x3ee3999a,
+  0x3eeacccc, 0x3ef20000, 0x3ef93332, 0x3f003333, 0x3f03cccc, 0x3f076666, 0x3f0b0000, 0x3f0e999a,
+  0x3f123334, 0x3f15cccd, 0x3f196666, 0x3f1d0000, 0x3f20999a, 0x3f243334, 0x3f27cccd, 0x3f2b6666,
+  0x3f2f0000, 0x3f32999a, 0x3f363334, 0x3f39cccd, 0x3f3d6666, 0x3f410000, 0x3f44999a, 0x3f483333,
+  0x3f4bcccd, 0x3f4f6666, 0x3f530000, 0x3f56999a, 0x3f5a3333, 0x3f5dcccd, 0x3f616666, 0x3f650000,
+  0x3f68999a, 0x3f6c3333, 0x3f6fcccd, 0x3f736666, 0x3f770000, 0x3f7a999a, 0x3f7e3333, 0x3f800000,
+};
+
+static const float *
+dynamic_map (void)
+{
+  static float map[256];
+  static gsize done;
+
+  if (g_once_init_enter (&done))
+    {
+      for (guint k = 0; k < 128; k++)
+        memcpy (&map[128 + k], &dynamic_positive[k], 4);
+      map[127] = 0.0f;
+      for (guint k = 1; k <= 127; k++)
+        map[127 - k] = -map[127 + k];
+      g_once_init_leave (&done, 1);
+    }
+  return map;
+}
+
+/**
+ * smelt_bnb4_type_to_string:
+ * @type: a type
+ *
+ * Returns: "nf4" or "fp4", as bitsandbytes spells them
+ */
+const char *
+smelt_bnb4_type_to_string (SmeltBnb4Type type)
+{
+  return type == SMELT_BNB4_FP4 ? "fp4" : "nf4";
+}
+
+/**
+ * smelt_bnb4_type_from_string:
+ * @name: "nf4" or "fp4" (any case)
+ * @type: (out): the type
+ *
+ * Returns: whether @name is a bitsandbytes 4-bit type
+ */
+gboolean
+smelt_bnb4_type_from_string (const char    *name,
+                             SmeltBnb4Type *type)
+{
+  if (name != NULL && g_ascii_strcasecmp (name, "nf4") == 0)
+    *type = SMELT_BNB4_NF4;
+  else if (name != NULL && g_ascii_strcasecmp (name, "fp4") == 0)
+    *type = SMELT_BNB4_FP4;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+/**
+ * smelt_bnb4_blocksize_is_valid:
+ * @blocksize: a block size
+ *
+ * Returns: whether bitsandbytes quantizes with @blocksize (a power of two
+ *   from 32 to 4096)
+ */
+gboolean
+smelt_bnb4_blocksize_is_valid (guint blocksize)
+{
+  return blocksize >= 32 && blocksize <= 4096 && (blocksize & (blocksize - 1)) == 0;
+}
+
+/**
+ * smelt_bnb4_get_code:
+ * @type: a type
+ *
+ * Returns: (array fixed-size=16): the 16 values the codes dequantize to
+ *   (the kernels' tables)
+ */
+const float *
+smelt_bnb4_get_code (SmeltBnb4Type type)
+{
+  return type == SMELT_BNB4_FP4 ? fp4_code.f : nf4_code.f;
+}
+
+/**
+ * smelt_bnb4_get_quant_map:
+ * @type: a type
+ *
+ * Returns: (array fixed-size=16): the table bitsandbytes stores as
+ *   `weight.quant_map`
+ */
+const float *
+smelt_bnb4_get_quant_map (SmeltBnb4Type type)
+{
+  return type == SMELT_BNB4_FP4 ? fp4_stored.f : nf4_code.f;
+}
+
+/**
+ * smelt_bnb4_get_nested_map:
+ *
+ * Returns: (array fixed-size=256): the signed dynamic 8-bit map smelt
+ *   quantizes absmax values with (and stores as `nested_quant_map`)
+ */
+const float *
+smelt_bnb4_get_nested_map (void)
+{
+  return dynamic_map ();
+}
+
+/* dQuantizeNF4: the number of thresholds below @s; NaN gives 0 */
+static inline guint8
+quantize_nf4 (float s)
+{
+  guint8 code = 0;
+
+  for (guint i = 0; i < 15; i++)
+    code += s > nf4_threshold.f[i];
+  return code;
+}
+
+/* dQuantizeFP4's tree, with its constants (five are a few ulp away from
+ * the true midpoints, and the checkpoints were made with these) */
+static inline guint8
+quantize_fp4 (float s)
+{
+  guint8 sign = s < 0.0f ? 8 : 0;
+  float a = fabsf (s);
+  guint8 code;
+
+  if (a > 0.29166667f)
+    code = a > 0.583333f ? (a > 0.8333333f ? 3 : 2) : (a > 0.4166667f ? 5 : 4);
+  else
+    code = a > 0.0859375f ? (a > 0.20833333f ? 7 : 6) : (a > 0.00260417f ? 1 : 0);
+  return code + sign;
+}
+
+static inline guint8
+quantize_one (SmeltBnb4Type type,
+              float         s)
+{
+  return type == SMELT_BNB4_FP4 ? quantize_fp4 (s) : quantize_nf4 (s);
+}
+
+/**
+ * smelt_bnb4_quantize:
+ * @type: NF4 or FP4
+ * @x: (array length=n): the values, in the weight's row-major order
+ * @n: how many; the first is at a block boundary
+ * @blocksize: elements per block (see smelt_bnb4_blocksize_is_valid())
+ * @packed: (out caller-allocates): (@n + 1) / 2 bytes of codes
+ * @absmax: (out caller-allocates): ⌈@n / @blocksize⌉ float32 absmax values
+ *
+ * Quantizes @n values as bitsandbytes' kQuantizeBlockwise does. When @n
+ * is odd the last byte's low nibble codes a 0.0 of the last block.
+ */
+void
+smelt_bnb4_quantize (SmeltBnb4Type  type,
+                     const float   *x,
+                     gsize          n,
+                     guint          blocksize,
+                     guint8        *packed,
+                     float         *absmax)
+{
+  gsize n_blocks = (n + blocksize - 1) / blocksize;
+
+  g_return_if_fail (blocksize % 2 == 0);
+
+  for (gsize b = 0; b < n_blocks; b++)
+    {
+      gsize start = b * blocksize;
+      gsize len = MIN ((gsize) blocksize, n - start);
+      float amax = 0.0f, inv;
+
+      for (gsize i = 0; i < len; i++)
+        amax = fmaxf (amax, fabsf (x[start + i]));
+      absmax[b] = amax;
+      inv = 1.0f / amax;
+      for (gsize i = 0; i < len; i += 2)
+        {
+          guint8 hi = quantize_one (type, x[start + i] * inv);
+          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
+
+          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
+        }
+    }
+}
+
+/**
+ * smelt_bnb4_nested_offset:
+ * @absmax: (array length=n_blocks): absmax values
+ * @n_blocks: how many
+ *
+ * The offset double quantization subtracts: the mean of @absmax, summed
+ * in order in double precision and rounded to float32 (bitsandbytes takes
+ * torch's mean, whose last bit depends on the reduction; any offset is
+ * valid as long as the one written is the one the codes used).
+ *
+ * Returns: the offset
+ */
+float
+smelt_bnb4_nested_offset (const float *absmax,
+                          gsize        n_blocks)
+{
+  double sum = 0.0;
+
+  if (n_blocks == 0)
+    return 0.0f;
+  for (gsize i = 0; i < n_blocks; i++)
+    sum += absmax[i];
+  return (float) (sum / (double) n_blocks);
+}
+
+/* dQuantize<0>: the kernel's fixed binary search over the sorted map,
+ * then a midpoint test; exact midpoints resolve to the pivot, NaN to 0 */
+static guint8
+quantize_dynamic (const float *code,
+                  float        x)
+{
+  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+  float lower = -1.0f, upper = 1.0f, val = code[pivot];
+
+  for (int i = 64; i > 0; i >>= 1)
+    {
+      if (x > val)
+        {
+          lower_pivot = pivot;
+          lower = val;
+          pivot += i;
+        }
+      else
+        {
+          upper_pivot = pivot;
+          upper = val;
+          pivot -= i;
+        }
+      val = code[pivot];
+    }
+  if (upper_pivot == 255)
+    upper = code[255];
+  if (lower_pivot == 0)
+    lower = code[0];
+  if (x > val)
+    return (guint8) (x > (upper + val) * 0.5f ? upper_pivot : pivot);
+  return (guint8) (x < (lower + val) * 0.5f ? lower_pivot : pivot);
+}
+
+/**
+ * smelt_bnb4_quantize_nested:
+ * @absmax: (array length=n_blocks): the 4-bit blocks' absmax values
+ * @n_blocks: how many
+ * @offset: from smelt_bnb4_nested_offset()
+ * @codes: (out caller-allocates): @n_blocks 8-bit codes
+ * @nested_absmax: (out caller-allocates): ⌈@n_blocks / 256⌉ float32 values
+ *
+ * Double quantization, as bitsandbytes' compress_statistics: @absmax −
+ * @offset in blocks of 256, each scaled by the reciprocal of its absmax
+ * and coded on the signed dynamic map.
+ */
+void
+smelt_bnb4_quantize_nested (const float *absmax,
+                            gsize        n_blocks,
+                            float        offset,
+                            guint8      *codes,
+                            float       *nested_absmax)
+{
+  const float *map = dynamic_map ();
+
+  for (gsize b = 0; b * SMELT_BNB4_NESTED_BLOCKSIZE < n_blocks; b++)
+    {
+      gsize start = b * SMELT_BNB4_NESTED_BLOCKSIZE;
+      gsize len = MIN ((gsize) SMELT_BNB4_NESTED_BLOCKSIZE, n_blocks - start);
+      float amax = 0.0f, inv;
+
+      for (gsize i = 0; i < len; i++)
+        amax = fmaxf (amax, fabsf (absmax[start + i] - offset));
+      nested_absmax[b] = amax;
+      inv = 1.0f / amax;
+      for (gsize i = 0; i < len; i++)
+        codes[start + i] = quantize_dynamic (map, (absmax[start + i] - offset) * inv);
+    }
+}
+
+/**
+ * smelt_bnb4_dequantize_nested:
+ * @codes: (array length=n_blocks): 8-bit absmax codes
+ * @n_blocks: how many
+ * @nested_absmax: the per-256-block scales
+ * @nested_map: (array fixed-size=256): the stored `nested_quant_map`
+ * @offset: the stored `nested_offset`
+ * @absmax: (out caller-allocates): @n_blocks float32 absmax values
+ *
+ * The absmax values bitsandbytes decodes: map × scale, then + offset, as
+ * two float32 operations.
+ */
+void
+smelt_bnb4_dequantize_nested (const guint8 *codes,
+                              gsize         n_blocks,
+                              const float  *nested_absmax,
+                              const float  *nested_map,
+                              float         offset,
+                              float        *absmax)
+{
+  for (gsize i = 0; i < n_blocks; i++)
+    {
+      float v = nested_map[codes[i]] * nested_absmax[i / SMELT_BNB4_NESTED_BLOCKSIZE];
+
+      absmax[i] = v + offset;
+    }
+}
+
+/**
+ * smelt_bnb4_dequantize:
+ * @type: NF4 or FP4
+ * @packed: the whole weight's codes
+ * @absmax: the whole weight's absmax values
+ * @first: the first element to decode
+ * @n: how many
+ * @blocksize: elements per block
+ * @out: (out caller-allocates): @n float32 values
+ *
+ * Decodes elements [@first, @first + @n) as kDequantizeBlockwise does:
+ * table value × absmax, in float32.
+ */
+void
+smelt_bnb4_dequantize (SmeltBnb4Type  type,
+                       const guint8  *packed,
+                       const float   *absmax,
+                       gsize          first,
+                       gsize          n,
+                       guint          blocksize,
+                       float         *out)
+{
+  const float *code = smelt_bnb4_get_code (type);
+
+  for (gsize k = 0; k < n; k++)
+    {
+      gsize j = first + k;
+      guint8 byte = packed[j / 2];
+      guint8 nibble = j % 2 == 0 ? byte >> 4 : byte & 0x0f;
+
+      out[k] = code[nibble] * absmax[j / blocksize];
+    }
+}
+
+/**
+ * smelt_bnb4_format_python_float:
+ * @value: a number
+ *
+ * Formats @value as Python's repr() does (the shortest digits that read
+ * back as @value; exponent form below 1e-4 and from 1e16), which is how
+ * json.dumps writes `nested_offset` in the quant-state blob.
+ *
+ * Returns: (transfer full): the text
+ */
+char *
+smelt_bnb4_format_python_float (double value)
+{
+  char buf[64];
+  char digits[32];
+  int exponent = 0, n_digits = 0, precision;
+  GString *s;
+  const char *p;
+
+  if (isnan (value))
+    return g_strdup ("NaN");
+  if (isinf (value))
+    return g_strdup (value > 0 ? "Infinity" : "-Infinity");
+  for (precision = 1; precision <= 17; precision++)
+    {
+      g_snprintf (buf, sizeof buf, "%.*e", precision - 1, value);
+      if (g_ascii_strtod (buf, NULL) == value)
+        break;
+    }
+  /* buf is [-]d[.ddd]e±XX: collect the digits and the exponent */
+  p = buf;
+  s = g_string_new (NULL);
+  if (*p == '-')
+    {
+      g_string_append_c (s, '-');
+      p++;
+    }
+  for (; *p && *p != 'e'; p++)
+    if (g_ascii_isdigit (*p))
+      digits[n_digits++] = *p;
+  exponent = atoi (p + 1);
+  while (n_digits > 1 && digits[n_digits - 1] == '0')
+    n_digits--;
+  digits[n_digits] = '\0';
+  if (exponent < -4 || exponent >= 16)
+    {
+      g_string_append_c (s, digits[0]);
+      if (n_digits > 1)
+        g_string_append_printf (s, ".%s", digits + 1);
+      g_string_append_printf (s, "e%c%02d", exponent < 0 ? '-' : '+', ABS (exponent));
+    }
+  else if (exponent < 0)
+    {
+      g_string_append (s, "0.");
+      for (int i = -1; i > exponent; i--)
+        g_string_append_c (s, '0');
+      g_string_append (s, digits);
+    }
+  else
+    {
+      for (int i = 0; i <= exponent; i++)
+        g_string_append_c (s, i < n_digits ? digits[i] : '0');
+      g_string_append_c (s, '.');
+      g_string_append (s, n_digits > exponent + 1 ? digits + exponent + 1 : "0");
+    }
+  return g_string_free (s, FALSE);
+}

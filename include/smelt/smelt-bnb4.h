@@ -1,0 +1,86 @@
+/* smelt-bnb4.h: bitsandbytes 4-bit (NF4/FP4) blockwise quantization
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(SMELT_INSIDE) && !defined(SMELT_COMPILATION)
+# error "Only <smelt/smelt.h> can be included directly."
+#endif
+
+#include <glib.h>
+#include <smelt/smelt-version.h>
+
+G_BEGIN_DECLS
+
+/**
+ * SmeltBnb4Type:
+ * @SMELT_BNB4_NF4: NormalFloat4, the 16 normal quantiles (QLoRA's type)
+ * @SMELT_BNB4_FP4: bitsandbytes' 4-bit float (sign, 2 exponent bits, 1 mantissa bit)
+ *
+ * The two bitsandbytes 4-bit data types.
+ */
+typedef enum {
+  SMELT_BNB4_NF4,
+  SMELT_BNB4_FP4,
+} SmeltBnb4Type;
+
+/**
+ * SMELT_BNB4_NESTED_BLOCKSIZE:
+ *
+ * The block size of double quantization (the absmax values are quantized
+ * to 8 bits in blocks of this many).
+ */
+#define SMELT_BNB4_NESTED_BLOCKSIZE 256
+
+SMELT_AVAILABLE_IN_ALL
+const char   *smelt_bnb4_type_to_string   (SmeltBnb4Type  type);
+SMELT_AVAILABLE_IN_ALL
+gboolean      smelt_bnb4_type_from_string (const char     *name,
+                                           SmeltBnb4Type  *type);
+SMELT_AVAILABLE_IN_ALL
+gboolean      smelt_bnb4_blocksize_is_valid (guint         blocksize);
+
+SMELT_AVAILABLE_IN_ALL
+const float  *smelt_bnb4_get_code         (SmeltBnb4Type  type);
+SMELT_AVAILABLE_IN_ALL
+const float  *smelt_bnb4_get_quant_map    (SmeltBnb4Type  type);
+SMELT_AVAILABLE_IN_ALL
+const float  *smelt_bnb4_get_nested_map   (void);
+
+SMELT_AVAILABLE_IN_ALL
+void          smelt_bnb4_quantize         (SmeltBnb4Type  type,
+                                           const float   *x,
+                                           gsize          n,
+                                           guint          blocksize,
+                                           guint8        *packed,
+                                           float         *absmax);
+SMELT_AVAILABLE_IN_ALL
+float         smelt_bnb4_nested_offset    (const float   *absmax,
+                                           gsize          n_blocks);
+SMELT_AVAILABLE_IN_ALL
+void          smelt_bnb4_quantize_nested  (const float   *absmax,
+                                           gsize          n_blocks,
+                                           float          offset,
+                                           guint8        *codes,
+                                           float         *nested_absmax);
+SMELT_AVAILABLE_IN_ALL
+void          smelt_bnb4_dequantize_nested (const guint8 *codes,
+                                            gsize         n_blocks,
+                                            const float  *nested_absmax,
+                                            const float  *nested_map,
+                                            float         offset,
+                                            float        *absmax);
+SMELT_AVAILABLE_IN_ALL
+void          smelt_bnb4_dequantize       (SmeltBnb4Type  type,
+                                           const guint8  *packed,
+                                           const float   *absmax,
+                                           gsize          first,
+                                           gsize          n,
+                                           guint          blocksize,
+                                           float         *out);
+
+SMELT_AVAILABLE_IN_ALL
+char         *smelt_bnb4_format_python_float (double       value);
+
+G_END_DECLS
