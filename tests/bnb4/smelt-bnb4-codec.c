@@ -30,7 +30,7 @@ save (const char *dir,
       const void *data,
       gsize       len)
 {
-  g_autofree char *path = g_build_filename (dir, name, NULL);
+  g_autofree char *path = dir ? g_build_filename (dir, name, NULL) : g_strdup (name);
   GError *error = NULL;
 
   if (!g_file_set_contents (path, data, len, &error))
