@@ -5,8 +5,6 @@
 #include "config.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "smelt-private.h"
@@ -432,57 +430,8 @@ smelt_bnb4_dequantize (SmeltBnb4Type  type,
 char *
 smelt_bnb4_format_python_float (double value)
 {
-  char buf[64];
-  char digits[32];
-  int exponent = 0, n_digits = 0, precision;
-  GString *s;
-  const char *p;
+  GString *s = g_string_new (NULL);
 
-  if (isnan (value))
-    return g_strdup ("NaN");
-  if (isinf (value))
-    return g_strdup (value > 0 ? "Infinity" : "-Infinity");
-  for (precision = 1; precision <= 17; precision++)
-    {
-      g_snprintf (buf, sizeof buf, "%.*e", precision - 1, value);
-      if (g_ascii_strtod (buf, NULL) == value)
-        break;
-    }
-  /* buf is [-]d[.ddd]e±XX: collect the digits and the exponent */
-  p = buf;
-  s = g_string_new (NULL);
-  if (*p == '-')
-    {
-      g_string_append_c (s, '-');
-      p++;
-    }
-  for (; *p && *p != 'e'; p++)
-    if (g_ascii_isdigit (*p))
-      digits[n_digits++] = *p;
-  exponent = atoi (p + 1);
-  while (n_digits > 1 && digits[n_digits - 1] == '0')
-    n_digits--;
-  digits[n_digits] = '\0';
-  if (exponent < -4 || exponent >= 16)
-    {
-      g_string_append_c (s, digits[0]);
-      if (n_digits > 1)
-        g_string_append_printf (s, ".%s", digits + 1);
-      g_string_append_printf (s, "e%c%02d", exponent < 0 ? '-' : '+', ABS (exponent));
-    }
-  else if (exponent < 0)
-    {
-      g_string_append (s, "0.");
-      for (int i = -1; i > exponent; i--)
-        g_string_append_c (s, '0');
-      g_string_append (s, digits);
-    }
-  else
-    {
-      for (int i = 0; i <= exponent; i++)
-        g_string_append_c (s, i < n_digits ? digits[i] : '0');
-      g_string_append_c (s, '.');
-      g_string_append (s, n_digits > exponent + 1 ? digits + exponent + 1 : "0");
-    }
+  _smelt_append_python_float (s, value);
   return g_string_free (s, FALSE);
 }

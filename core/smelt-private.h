@@ -35,6 +35,10 @@ void  _smelt_ggml_encode_q8_0_at    (SmeltSimdLevel level, const float *src, gui
 /* one finite value, non-negative, to IEEE half (round to nearest even) */
 guint16 _smelt_ggml_fp16           (float f);
 
+/* Python's repr() of a float, as json.dumps writes it (smelt-utils.c) */
+void _smelt_append_python_float (GString *out,
+                                 double   value);
+
 /* ---- formats (smelt-format.c) ---- */
 #define _SMELT_FORMAT_PASS_IDLE G_MAXUINT
 void _smelt_format_set_pass (SmeltFormat *self,

@@ -361,9 +361,9 @@ append_python_string (GString    *out,
  * the decimal exponent is in [-4, 16), scientific otherwise ("1e-05",
  * "1.5e+300"), with ".0" on whole numbers; json.dumps spells the
  * non-finite values NaN, Infinity and -Infinity. */
-static void
-append_python_float (GString *out,
-                     double   value)
+void
+_smelt_append_python_float (GString *out,
+                            double   value)
 {
   char buffer[64];
   char digits[32];
@@ -537,7 +537,7 @@ write_value (JsonWriter *w,
   if (type == G_TYPE_INT64)
     g_string_append_printf (w->out, "%" G_GINT64_FORMAT, json_node_get_int (node));
   else if (type == G_TYPE_DOUBLE)
-    append_python_float (w->out, json_node_get_double (node));
+    _smelt_append_python_float (w->out, json_node_get_double (node));
   else if (type == G_TYPE_BOOLEAN)
     g_string_append (w->out, json_node_get_boolean (node) ? "true" : "false");
   else if (type == G_TYPE_STRING)
