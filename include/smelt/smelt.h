@@ -14,6 +14,7 @@
 #include <smelt/smelt-safetensors.h>
 #include <smelt/smelt-gguf.h>
 #include <smelt/smelt-bnb4.h>
+#include <smelt/smelt-quality.h>
 #include <smelt/smelt-model.h>
 #include <smelt/smelt-adapter.h>
 #include <smelt/smelt-source.h>

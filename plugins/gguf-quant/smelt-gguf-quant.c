@@ -74,40 +74,18 @@ typedef struct {
   guint64          written;
 } Shard;
 
-/* The quality report's sums over one tensor of one output, x the merged
- * (and transformed) float32 weights, dq(q(·)) a round trip through the
- * tensor's type, W the base weights, Δ = x − W and D = dq(q(x)) −
- * dq(q(W)). Worker threads compute them per slice of rows; the slices
+/* The quality report's sums (SmeltQualityStats) over one tensor of one
+ * output: x the merged (and transformed) float32 weights, W the base
+ * weights. Worker threads compute them per slice of rows; the slices
  * travel with the encoded bytes and write_rows() adds them up in row
  * order, so the totals do not depend on the number of threads. */
-typedef struct {
-  double err2;      /* Σ (x − dq(q(x)))² */
-  double x2;        /* Σ x² */
-  double delta2;    /* Σ Δ² */
-  double diff2;     /* Σ D² */
-  double cross;     /* Σ D·Δ */
-  double resid2;    /* Σ (D − Δ)² */
-  double delta_n;   /* elements in the Δ sums */
-} ReportStats;
+typedef SmeltQualityStats ReportStats;
 
 /* The delta sums cover every REPORT_DELTA_STRIDE-th row of the file's
  * layout (rows 0, 8, 16, …): they need the base rows quantized once more
  * per type, which would otherwise cost as much as the export's own
  * quantization. The error sums cover every row. */
 #define REPORT_DELTA_STRIDE 8
-
-static void
-report_stats_add (ReportStats       *acc,
-                  const ReportStats *s)
-{
-  acc->err2 += s->err2;
-  acc->x2 += s->x2;
-  acc->delta2 += s->delta2;
-  acc->diff2 += s->diff2;
-  acc->cross += s->cross;
-  acc->resid2 += s->resid2;
-  acc->delta_n += s->delta_n;
-}
 
 /* One requested type: its files and its cursor through the tensors. */
 typedef struct {
@@ -1170,17 +1148,7 @@ measure_delta_row (SmeltGgmlType  type,
 {
   smelt_ggml_encode_rows (type, w, 1, n_per_row, wq_bytes);
   smelt_ggml_decode_rows (type, wq_bytes, 1, n_per_row, wq);
-  for (guint64 i = 0; i < n_per_row; i++)
-    {
-      double delta = (double) x[i] - w[i];
-      double diff = (double) xq[i] - wq[i];
-
-      st->delta2 += delta * delta;
-      st->diff2 += diff * diff;
-      st->cross += diff * delta;
-      st->resid2 += (diff - delta) * (diff - delta);
-    }
-  st->delta_n += n_per_row;
+  smelt_quality_measure_delta (st, x, xq, w, wq, n_per_row);
 }
 
 /* The report's sums for rows @x (@first_row on) encoded as @type in
@@ -1201,13 +1169,7 @@ measure (SmeltGgmlType  type,
 
   memset (st, 0, sizeof *st);
   smelt_ggml_decode_rows (type, encoded, n_rows, n_per_row, xq);
-  for (gsize i = 0; i < n; i++)
-    {
-      double e = (double) x[i] - xq[i];
-
-      st->err2 += e * e;
-      st->x2 += (double) x[i] * x[i];
-    }
+  smelt_quality_measure (st, x, xq, n);
   if (base != NULL)
     {
       g_autofree guint8 *wq_bytes = g_malloc (smelt_ggml_type_row_size (type, n_per_row));
@@ -1483,7 +1445,7 @@ smelt_gguf_quant_write_rows (SmeltFormat   *format,
               ReportStats st;
 
               memcpy (&st, bytes + pos, sizeof st);
-              report_stats_add (&o->stats[index], &st);
+              smelt_quality_stats_add (&o->stats[index], &st);
               pos += sizeof st;
             }
         }
@@ -1509,30 +1471,14 @@ smelt_gguf_quant_write_rows (SmeltFormat   *format,
 
 /* ---- the quality report ----------------------------------------------- */
 
-/* What the report says of a ReportStats (doc/gguf.md, "Quality report"). */
-typedef struct {
-  double rel_rms_error;    /* ‖x − dq(q(x))‖ / ‖x‖ */
-  double delta_rms;        /* ‖Δ‖ / √n */
-  double delta_ratio;      /* ‖D‖ / ‖Δ‖ */
-  double delta_cosine;     /* D·Δ / (‖D‖ ‖Δ‖) */
-  double delta_error;      /* ‖D − Δ‖ / ‖Δ‖ */
-  double delta_surviving;  /* max (0, 1 − ‖D − Δ‖² / ‖Δ‖²) */
-} ReportFigures;
+typedef SmeltQualityFigures ReportFigures;
 
 static ReportFigures
 report_figures (const ReportStats *st)
 {
-  ReportFigures f = { 0 };
+  ReportFigures f;
 
-  f.rel_rms_error = st->x2 > 0 ? sqrt (st->err2 / st->x2) : (st->err2 > 0 ? INFINITY : 0);
-  f.delta_rms = st->delta_n > 0 ? sqrt (st->delta2 / st->delta_n) : 0;
-  if (st->delta2 > 0)
-    {
-      f.delta_ratio = sqrt (st->diff2 / st->delta2);
-      f.delta_cosine = st->diff2 > 0 ? st->cross / sqrt (st->diff2 * st->delta2) : 0;
-      f.delta_error = sqrt (st->resid2 / st->delta2);
-      f.delta_surviving = MAX (0.0, 1.0 - st->resid2 / st->delta2);
-    }
+  smelt_quality_get_figures (st, &f);
   return f;
 }
 
@@ -1547,29 +1493,6 @@ has_delta (SmeltGgufQuant *self,
            guint           index)
 {
   return self->base_of != NULL && self->base_of[index] != NULL;
-}
-
-static void
-add_number (JsonBuilder *b,
-            const char  *name,
-            double       value)
-{
-  json_builder_set_member_name (b, name);
-  if (isfinite (value))
-    json_builder_add_double_value (b, value);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_delta_figures (JsonBuilder         *b,
-                   const ReportFigures *f)
-{
-  add_number (b, "delta_rms", f->delta_rms);
-  add_number (b, "delta_surviving", f->delta_surviving);
-  add_number (b, "delta_cosine", f->delta_cosine);
-  add_number (b, "delta_ratio", f->delta_ratio);
-  add_number (b, "delta_error", f->delta_error);
 }
 
 /* The sums over every tensor of @o, and over the tensors with a delta. */
@@ -1589,12 +1512,12 @@ output_totals (SmeltGgufQuant *self,
     {
       SmeltGgufTensor *t = g_ptr_array_index (self->plan->tensors, i);
 
-      report_stats_add (all, &o->stats[i]);
+      smelt_quality_stats_add (all, &o->stats[i]);
       *n_all += tensor_n_elements (t);
       *bytes += o->tensor_size[i];
       if (has_delta (self, i))
         {
-          report_stats_add (changed, &o->stats[i]);
+          smelt_quality_stats_add (changed, &o->stats[i]);
           *n_changed += tensor_n_elements (t);
         }
     }
@@ -1607,7 +1530,6 @@ build_output_report (SmeltGgufQuant *self,
 {
   ReportStats all, changed;
   guint64 n_all, n_changed, bytes;
-  ReportFigures f;
   guint n_modified = 0;
 
   output_totals (self, o, &all, &n_all, &changed, &n_changed, &bytes);
@@ -1628,7 +1550,6 @@ build_output_report (SmeltGgufQuant *self,
     {
       SmeltGgufTensor *t = g_ptr_array_index (self->plan->tensors, i);
 
-      f = report_figures (&o->stats[i]);
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "name");
       if (t->tensor != NULL)
@@ -1643,12 +1564,8 @@ build_output_report (SmeltGgufQuant *self,
       json_builder_add_int_value (b, (gint64) o->tensor_size[i]);
       json_builder_set_member_name (b, "elements");
       json_builder_add_int_value (b, (gint64) tensor_n_elements (t));
-      add_number (b, "rel_rms_error", f.rel_rms_error);
-      if (has_delta (self, i))
-        {
-          add_delta_figures (b, &f);
-          n_modified++;
-        }
+      smelt_quality_add_json (b, &o->stats[i], TRUE, has_delta (self, i));
+      n_modified += has_delta (self, i);
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
@@ -1659,15 +1576,10 @@ build_output_report (SmeltGgufQuant *self,
   json_builder_add_int_value (b, (gint64) bytes);
   json_builder_set_member_name (b, "elements");
   json_builder_add_int_value (b, (gint64) n_all);
-  f = report_figures (&all);
-  add_number (b, "rel_rms_error", f.rel_rms_error);
+  smelt_quality_add_json (b, &all, TRUE, FALSE);
   json_builder_set_member_name (b, "modified_tensors");
   json_builder_add_int_value (b, n_modified);
-  if (n_modified > 0)
-    {
-      f = report_figures (&changed);
-      add_delta_figures (b, &f);
-    }
+  smelt_quality_add_json (b, &changed, FALSE, n_modified > 0);
   json_builder_end_object (b);
   json_builder_end_object (b);
 }

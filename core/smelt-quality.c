@@ -1,0 +1,160 @@
+/* smelt-quality.c: how much a quantized export lost, and how much of the
+ * fine-tune survived
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <math.h>
+
+#include "smelt-private.h"
+
+/* The quality report's arithmetic, shared by the formats that quantize
+ * (gguf-quant, bnb4): each measures its own round trip, and the figures
+ * and their JSON are the same everywhere (doc/gguf.md, "Quality report"). */
+
+/**
+ * smelt_quality_stats_add:
+ * @acc: the running totals
+ * @stats: sums to add
+ *
+ * Adds @stats to @acc.
+ */
+void
+smelt_quality_stats_add (SmeltQualityStats       *acc,
+                         const SmeltQualityStats *stats)
+{
+  acc->err2 += stats->err2;
+  acc->x2 += stats->x2;
+  acc->delta2 += stats->delta2;
+  acc->diff2 += stats->diff2;
+  acc->cross += stats->cross;
+  acc->resid2 += stats->resid2;
+  acc->delta_n += stats->delta_n;
+}
+
+/**
+ * smelt_quality_measure:
+ * @stats: sums to add to
+ * @x: (array length=n): the merged values
+ * @xq: (array length=n): the same after quantization and dequantization
+ * @n: how many
+ *
+ * Adds the error sums of @n values.
+ */
+void
+smelt_quality_measure (SmeltQualityStats *stats,
+                       const float       *x,
+                       const float       *xq,
+                       gsize              n)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      double e = (double) x[i] - xq[i];
+
+      stats->err2 += e * e;
+      stats->x2 += (double) x[i] * x[i];
+    }
+}
+
+/**
+ * smelt_quality_measure_delta:
+ * @stats: sums to add to
+ * @x: (array length=n): the merged values
+ * @xq: (array length=n): @x after quantization and dequantization
+ * @w: (array length=n): the base's values (before the adapters)
+ * @wq: (array length=n): @w after quantization and dequantization
+ * @n: how many
+ *
+ * Adds the sums that compare the change that reached the file,
+ * @xq − @wq, with the adapters' change, @x − @w.
+ */
+void
+smelt_quality_measure_delta (SmeltQualityStats *stats,
+                             const float       *x,
+                             const float       *xq,
+                             const float       *w,
+                             const float       *wq,
+                             gsize              n)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      double delta = (double) x[i] - w[i];
+      double diff = (double) xq[i] - wq[i];
+
+      stats->delta2 += delta * delta;
+      stats->diff2 += diff * diff;
+      stats->cross += diff * delta;
+      stats->resid2 += (diff - delta) * (diff - delta);
+    }
+  stats->delta_n += n;
+}
+
+/**
+ * smelt_quality_get_figures:
+ * @stats: sums
+ * @figures: (out caller-allocates): what they say
+ *
+ * Computes the report's figures.
+ */
+void
+smelt_quality_get_figures (const SmeltQualityStats *stats,
+                           SmeltQualityFigures     *figures)
+{
+  SmeltQualityFigures f = { 0 };
+
+  f.rel_rms_error = stats->x2 > 0 ? sqrt (stats->err2 / stats->x2)
+                                  : (stats->err2 > 0 ? INFINITY : 0);
+  f.delta_rms = stats->delta_n > 0 ? sqrt (stats->delta2 / stats->delta_n) : 0;
+  if (stats->delta2 > 0)
+    {
+      f.delta_ratio = sqrt (stats->diff2 / stats->delta2);
+      f.delta_cosine = stats->diff2 > 0 ? stats->cross / sqrt (stats->diff2 * stats->delta2) : 0;
+      f.delta_error = sqrt (stats->resid2 / stats->delta2);
+      f.delta_surviving = MAX (0.0, 1.0 - stats->resid2 / stats->delta2);
+    }
+  *figures = f;
+}
+
+static void
+add_number (JsonBuilder *b,
+            const char  *name,
+            double       value)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (value))
+    json_builder_add_double_value (b, value);
+  else
+    json_builder_add_null_value (b);
+}
+
+/**
+ * smelt_quality_add_json:
+ * @builder: a builder inside an object
+ * @stats: sums
+ * @with_error: whether to add the error figure
+ * @with_delta: whether to add the delta figures
+ *
+ * Adds, with @with_error, `rel_rms_error` and, with @with_delta, `delta_rms`,
+ * `delta_surviving`, `delta_cosine`, `delta_ratio` and `delta_error`
+ * (null where a figure is not finite).
+ */
+void
+smelt_quality_add_json (JsonBuilder             *builder,
+                        const SmeltQualityStats *stats,
+                        gboolean                 with_error,
+                        gboolean                 with_delta)
+{
+  SmeltQualityFigures f;
+
+  smelt_quality_get_figures (stats, &f);
+  if (with_error)
+    add_number (builder, "rel_rms_error", f.rel_rms_error);
+  if (!with_delta)
+    return;
+  add_number (builder, "delta_rms", f.delta_rms);
+  add_number (builder, "delta_surviving", f.delta_surviving);
+  add_number (builder, "delta_cosine", f.delta_cosine);
+  add_number (builder, "delta_ratio", f.delta_ratio);
+  add_number (builder, "delta_error", f.delta_error);
+}
