@@ -7,6 +7,11 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+# include <immintrin.h>
+# define HAVE_X86 1
+#endif
+
 #include "smelt-private.h"
 
 /* The arithmetic of bitsandbytes' 4-bit weights, byte for byte as its
@@ -216,6 +221,163 @@ quantize_one (SmeltBnb4Type type,
   return type == SMELT_BNB4_FP4 ? quantize_fp4 (s) : quantize_nf4 (s);
 }
 
+/* The kernel's FP4 constants, sorted: the tree of quantize_fp4() is a
+ * search tree over them, so its leaf is a function of the rank of |s|
+ * among them (how many lie below): rank 0…7 → code 0, 1, 6, 7, 4, 5, 2, 3,
+ * the AVX2 path's lookup table. */
+static const float fp4_sorted[7] = {
+  0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f,
+};
+
+#ifdef HAVE_X86
+/* Eight lanes at a time, each lane's arithmetic the portable one: the
+ * same float32 product, the same strict comparisons (false for NaN).
+ * Writes the codes of the first len - len % 8 elements two per byte into
+ * @packed and returns how many elements it did. */
+__attribute__ ((target ("avx2"))) static gsize
+quantize_block_avx2 (SmeltBnb4Type  type,
+                     const float   *x,
+                     gsize          len,
+                     float          inv,
+                     guint8        *packed)
+{
+  const __m256 vinv = _mm256_set1_ps (inv);
+  const __m256 sign = _mm256_set1_ps (-0.0f);
+  const __m256i lut = _mm256_setr_epi32 (0, 1, 6, 7, 4, 5, 2, 3);
+  gsize i = 0;
+
+  for (; i + 8 <= len; i += 8)
+    {
+      __m256 s = _mm256_mul_ps (_mm256_loadu_ps (x + i), vinv);
+      __m256i acc = _mm256_setzero_si256 ();
+      __m256i pairs;
+      guint64 out[4];
+
+      if (type == SMELT_BNB4_NF4)
+        for (guint t = 0; t < 15; t++)
+          acc = _mm256_sub_epi32 (acc, _mm256_castps_si256 (
+                  _mm256_cmp_ps (s, _mm256_set1_ps (nf4_threshold.f[t]), _CMP_GT_OQ)));
+      else
+        {
+          __m256 a = _mm256_andnot_ps (sign, s);
+          __m256i neg = _mm256_castps_si256 (_mm256_cmp_ps (s, _mm256_setzero_ps (), _CMP_LT_OQ));
+
+          for (guint t = 0; t < 7; t++)
+            acc = _mm256_sub_epi32 (acc, _mm256_castps_si256 (
+                    _mm256_cmp_ps (a, _mm256_set1_ps (fp4_sorted[t]), _CMP_GT_OQ)));
+          acc = _mm256_permutevar8x32_epi32 (lut, acc);
+          acc = _mm256_or_si256 (acc, _mm256_and_si256 (neg, _mm256_set1_epi32 (8)));
+        }
+      /* each 64-bit lane holds an (even, odd) pair of codes: even << 4 | odd */
+      pairs = _mm256_or_si256 (_mm256_slli_epi64 (acc, 4), _mm256_srli_epi64 (acc, 32));
+      _mm256_storeu_si256 ((__m256i *) out, pairs);
+      for (guint k = 0; k < 4; k++)
+        packed[i / 2 + k] = (guint8) out[k];
+    }
+  return i;
+}
+
+__attribute__ ((target ("avx2"))) static float
+absmax_avx2 (const float *x,
+             gsize        len)
+{
+  const __m256 sign = _mm256_set1_ps (-0.0f);
+  __m256 m = _mm256_setzero_ps ();
+  float lanes[8], amax = 0.0f;
+  gsize i = 0;
+
+  for (; i + 8 <= len; i += 8)
+    m = _mm256_max_ps (m, _mm256_andnot_ps (sign, _mm256_loadu_ps (x + i)));
+  _mm256_storeu_ps (lanes, m);
+  for (guint k = 0; k < 8; k++)
+    amax = fmaxf (amax, lanes[k]);
+  for (; i < len; i++)
+    amax = fmaxf (amax, fabsf (x[i]));
+  return amax;
+}
+#endif
+
+static float
+absmax_portable (const float *x,
+                 gsize        len)
+{
+  float amax = 0.0f;
+
+  for (gsize i = 0; i < len; i++)
+    amax = fmaxf (amax, fabsf (x[i]));
+  return amax;
+}
+
+static gboolean
+use_avx2 (SmeltSimdLevel level)
+{
+#ifdef HAVE_X86
+  return level >= SMELT_SIMD_AVX2 && _smelt_simd_supported (SMELT_SIMD_AVX2);
+#else
+  return FALSE;
+#endif
+}
+
+/* absmax of each block of @x; the values must be finite (the SIMD max
+ * differs from fmaxf only for NaN) */
+void
+_smelt_bnb4_absmax_at (SmeltSimdLevel  level,
+                       const float    *x,
+                       gsize           n,
+                       guint           blocksize,
+                       float          *absmax)
+{
+  for (gsize b = 0; b * blocksize < n; b++)
+    {
+      gsize len = MIN ((gsize) blocksize, n - b * blocksize);
+
+#ifdef HAVE_X86
+      if (use_avx2 (level))
+        {
+          absmax[b] = absmax_avx2 (x + b * blocksize, len);
+          continue;
+        }
+#endif
+      absmax[b] = absmax_portable (x + b * blocksize, len);
+    }
+}
+
+void
+_smelt_bnb4_quantize_at (SmeltSimdLevel  level,
+                         SmeltBnb4Type   type,
+                         const float    *x,
+                         gsize           n,
+                         guint           blocksize,
+                         guint8         *packed,
+                         float          *absmax)
+{
+  gsize n_blocks = (n + blocksize - 1) / blocksize;
+  guint8 codes[2];
+
+  g_return_if_fail (blocksize % 2 == 0);
+
+  _smelt_bnb4_absmax_at (level, x, n, blocksize, absmax);
+  for (gsize b = 0; b < n_blocks; b++)
+    {
+      gsize start = b * blocksize;
+      gsize len = MIN ((gsize) blocksize, n - start);
+      float inv = 1.0f / absmax[b];
+      gsize i = 0;
+
+#ifdef HAVE_X86
+      if (use_avx2 (level))
+        i = quantize_block_avx2 (type, x + start, len, inv, packed + start / 2);
+#endif
+      for (; i < len; i += 2)
+        {
+          codes[0] = quantize_one (type, x[start + i] * inv);
+          /* an odd tail pads with a 0.0 of this block */
+          codes[1] = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
+          packed[(start + i) / 2] = (guint8) (codes[0] << 4 | codes[1]);
+        }
+    }
+}
+
 /**
  * smelt_bnb4_quantize:
  * @type: NF4 or FP4
@@ -225,8 +387,8 @@ quantize_one (SmeltBnb4Type type,
  * @packed: (out caller-allocates): (@n + 1) / 2 bytes of codes
  * @absmax: (out caller-allocates): ⌈@n / @blocksize⌉ float32 absmax values
  *
- * Quantizes @n values as bitsandbytes' kQuantizeBlockwise does. When @n
- * is odd the last byte's low nibble codes a 0.0 of the last block.
+ * Quantizes @n finite values as bitsandbytes' kQuantizeBlockwise does.
+ * When @n is odd the last byte's low nibble codes a 0.0 of the last block.
  */
 void
 smelt_bnb4_quantize (SmeltBnb4Type  type,
@@ -236,28 +398,25 @@ smelt_bnb4_quantize (SmeltBnb4Type  type,
                      guint8        *packed,
                      float         *absmax)
 {
-  gsize n_blocks = (n + blocksize - 1) / blocksize;
+  _smelt_bnb4_quantize_at (_smelt_simd_level (), type, x, n, blocksize, packed, absmax);
+}
 
-  g_return_if_fail (blocksize % 2 == 0);
-
-  for (gsize b = 0; b < n_blocks; b++)
-    {
-      gsize start = b * blocksize;
-      gsize len = MIN ((gsize) blocksize, n - start);
-      float amax = 0.0f, inv;
-
-      for (gsize i = 0; i < len; i++)
-        amax = fmaxf (amax, fabsf (x[start + i]));
-      absmax[b] = amax;
-      inv = 1.0f / amax;
-      for (gsize i = 0; i < len; i += 2)
-        {
-          guint8 hi = quantize_one (type, x[start + i] * inv);
-          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
-
-          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
-        }
-    }
+/**
+ * smelt_bnb4_absmax:
+ * @x: (array length=n): finite values, the first at a block boundary
+ * @n: how many
+ * @blocksize: elements per block
+ * @absmax: (out caller-allocates): ⌈@n / @blocksize⌉ float32 values
+ *
+ * The blocks' absmax values alone, as smelt_bnb4_quantize() computes them.
+ */
+void
+smelt_bnb4_absmax (const float *x,
+                   gsize        n,
+                   guint        blocksize,
+                   float       *absmax)
+{
+  _smelt_bnb4_absmax_at (_smelt_simd_level (), x, n, blocksize, absmax);
 }
 
 /**
@@ -406,14 +565,32 @@ smelt_bnb4_dequantize (SmeltBnb4Type  type,
                        float         *out)
 {
   const float *code = smelt_bnb4_get_code (type);
+  gsize j = first, end = first + n;
 
-  for (gsize k = 0; k < n; k++)
+  /* block by block, without a division per element: this runs over
+   * every weight of the model for the quality report */
+  while (j < end)
     {
-      gsize j = first + k;
-      guint8 byte = packed[j / 2];
-      guint8 nibble = j % 2 == 0 ? byte >> 4 : byte & 0x0f;
+      gsize block_end = MIN ((j / blocksize + 1) * blocksize, end);
+      float a = absmax[j / blocksize];
 
-      out[k] = code[nibble] * absmax[j / blocksize];
+      if (j % 2 == 1)
+        {
+          *out++ = code[packed[j / 2] & 0x0f] * a;
+          j++;
+        }
+      for (; j + 1 < block_end; j += 2)
+        {
+          guint8 byte = packed[j / 2];
+
+          *out++ = code[byte >> 4] * a;
+          *out++ = code[byte & 0x0f] * a;
+        }
+      if (j < block_end)
+        {
+          *out++ = code[packed[j / 2] >> 4] * a;
+          j++;
+        }
     }
 }
 

@@ -483,6 +483,67 @@ report (SmeltExportJob *self,
 
 /* ---- preparing ---- */
 
+/* MergeInto=original16: the 16-bit model @quantized was made from, which
+ * the source is then built on. Its 4-bit weights must all be there with
+ * their shapes, or Original is some other model. */
+static SmeltModel *
+open_original (SmeltExportJob  *self,
+               SmeltModel      *quantized,
+               GError         **error)
+{
+  const char *where = smelt_recipe_get_filename (self->recipe);
+  g_autofree char *path = _smelt_recipe_get_original (self->recipe);
+  g_autoptr(SmeltModel) original = NULL;
+
+  where = where ? where : "(recipe)";
+  if (!smelt_model_is_bnb4 (quantized))
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "%s: [Source] MergeInto=original16: Model %s is not a bitsandbytes "
+                   "4-bit model, so there is nothing to choose; remove MergeInto and "
+                   "Original", where, smelt_model_get_path (quantized));
+      return NULL;
+    }
+  original = smelt_model_new_for_path (path, error);
+  if (original == NULL)
+    return NULL;
+  if (smelt_model_is_bnb4 (original) || smelt_model_get_gguf (original) != NULL)
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "%s: [Source] Original=%s is not a 16-bit Hugging Face model; it must be "
+                   "the model the 4-bit Model was quantized from", where, path);
+      return NULL;
+    }
+  for (guint i = 0; i < smelt_model_get_n_tensors (quantized); i++)
+    {
+      SmeltTensor *q = smelt_model_get_tensor (quantized, i);
+      SmeltTensor *o;
+      guint nq, no = 0;
+      const guint64 *sq, *so = NULL;
+
+      if (!SMELT_IS_BNB4_TENSOR (q))
+        continue;
+      sq = smelt_tensor_get_shape (q, &nq);
+      o = smelt_model_lookup_tensor (original, smelt_tensor_get_name (q));
+      if (o != NULL)
+        so = smelt_tensor_get_shape (o, &no);
+      if (o == NULL || no != nq || memcmp (so, sq, nq * sizeof (guint64)) != 0)
+        {
+          g_autofree char *want = _smelt_shape_to_string (sq, nq);
+          g_autofree char *have = o ? _smelt_shape_to_string (so, no) : NULL;
+
+          g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_MISMATCH,
+                       "%s: tensor “%s” %s%s, but it is a %s 4-bit weight of Model %s: "
+                       "Original is not the model Model was quantized from",
+                       smelt_model_get_path (original), smelt_tensor_get_name (q),
+                       o ? "has shape " : "is missing", o ? have : "", want,
+                       smelt_model_get_path (quantized));
+          return NULL;
+        }
+    }
+  return g_steal_pointer (&original);
+}
+
 static gboolean
 open_source (SmeltExportJob  *self,
              GError         **error)
@@ -492,12 +553,23 @@ open_source (SmeltExportJob  *self,
   g_autoptr(GArray) weights = NULL;
   g_autoptr(SmeltModel) model = NULL;
   g_autoptr(GPtrArray) adapters = g_ptr_array_new_with_free_func (g_object_unref);
+  SmeltMergeInto merge_into;
 
-  if (!smelt_recipe_get_adapter_weights (self->recipe, &weights, error))
+  if (!smelt_recipe_get_adapter_weights (self->recipe, &weights, error) ||
+      !_smelt_recipe_get_merge_into (self->recipe, &merge_into, error))
     return FALSE;
   model = smelt_model_new_for_path (model_path, error);
   if (model == NULL)
     return FALSE;
+  if (merge_into == SMELT_MERGE_INTO_ORIGINAL16)
+    {
+      SmeltModel *original = open_original (self, model, error);
+
+      if (original == NULL)
+        return FALSE;
+      g_object_unref (model);
+      model = original;
+    }
   for (guint i = 0; adapter_paths[i]; i++)
     {
       SmeltAdapter *a = smelt_adapter_new_for_path (adapter_paths[i], error);

@@ -376,7 +376,9 @@ smelt_format_set_destination (SmeltFormat      *self,
  * @path: path relative to the destination
  * @size: size in bytes, or -1 if not known before writing
  *
- * Records a file the export will write; call from plan().
+ * Records a file the export will write; call from plan() (or from
+ * end_pass(), for sizes a scan pass found). A path given again updates
+ * its size.
  */
 void
 smelt_format_add_planned_file (SmeltFormat *self,
@@ -388,6 +390,17 @@ smelt_format_add_planned_file (SmeltFormat *self,
 
   g_return_if_fail (SMELT_IS_FORMAT (self));
   priv = smelt_format_get_instance_private (self);
+  /* a format that learns a size late (after a scan pass) sets it again */
+  for (guint i = 0; i < priv->planned->len; i++)
+    {
+      SmeltPlannedFile *p = g_ptr_array_index (priv->planned, i);
+
+      if (g_str_equal (p->path, path))
+        {
+          p->size = size;
+          return;
+        }
+    }
   g_ptr_array_add (priv->planned, smelt_planned_file_copy (&file));
 }
 

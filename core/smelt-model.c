@@ -18,6 +18,11 @@
  * Every shard is validated and memory-mapped when the model is opened; no
  * tensor data is read until a tensor's rows are.
  *
+ * Weights stored as bitsandbytes 4-bit (the `*-bnb-4bit` checkpoints
+ * QLoRA trains on) are read as one #SmeltBnb4Tensor each, named like the
+ * 16-bit weight (`X.weight`, shape `[out, in]`), whose rows are the
+ * dequantized values; see smelt_model_is_bnb4().
+ *
  * A model can also be one GGUF file of float tensors (F32, F16 or BF16,
  * such as a converter's `model.F16.gguf`): its tensors keep their GGUF
  * names and file order, smelt_model_get_gguf() gives the file, and the
@@ -39,6 +44,7 @@ struct _SmeltModel
   SmeltDType  dtype;
   SmeltGgufFile *gguf;      /* a GGUF model, else NULL */
   char       *gguf_arch;    /* its general.architecture */
+  guint       n_bnb4;       /* bitsandbytes 4-bit weights */
 };
 
 G_DEFINE_FINAL_TYPE (SmeltModel, smelt_model, G_TYPE_OBJECT)
@@ -314,7 +320,8 @@ dtype_from_torch_name (const char *name)
 }
 
 /* The dtype the model was saved in: config's torch_dtype (or transformers
- * v5's "dtype"), else the float type holding most bytes. */
+ * v5's "dtype"), else the dtype bitsandbytes dequantizes the 4-bit weights
+ * to, else the float type holding most bytes. */
 static SmeltDType
 guess_dtype (SmeltModel *self)
 {
@@ -335,6 +342,9 @@ guess_dtype (SmeltModel *self)
         }
     }
   for (guint i = 0; i < self->tensors->len; i++)
+    if (SMELT_IS_BNB4_TENSOR (g_ptr_array_index (self->tensors, i)))
+      return smelt_tensor_get_dtype (g_ptr_array_index (self->tensors, i));
+  for (guint i = 0; i < self->tensors->len; i++)
     {
       SmeltTensor *t = g_ptr_array_index (self->tensors, i);
       SmeltDType d = smelt_tensor_get_dtype (t);
@@ -348,36 +358,269 @@ guess_dtype (SmeltModel *self)
   return best;
 }
 
-/* bitsandbytes bases store packed codes plus quant-state tensors; treating
- * those as plain weights would write garbage, so say so up front. */
+/* ---- bitsandbytes ------------------------------------------------------- */
+
+#define QUANT_STATE_MARK ".quant_state."
+#define QUANT_STATE_PREFIX ".quant_state.bitsandbytes__"
+
+static const char *
+file_of (SmeltTensor *t)
+{
+  return SMELT_IS_STORED_TENSOR (t) ? _smelt_stored_tensor_get_file_path (SMELT_STORED_TENSOR (t)) : "";
+}
+
 static gboolean
-check_not_quantized (SmeltModel  *self,
-                     GError     **error)
+json_true (JsonObject *obj,
+           const char *key)
+{
+  JsonNode *n = json_object_get_member (obj, key);
+
+  return n != NULL && JSON_NODE_HOLDS_VALUE (n) &&
+         json_node_get_value_type (n) == G_TYPE_BOOLEAN && json_node_get_boolean (n);
+}
+
+/* 8-bit (LLM.int8) weights are int8 rows with a per-row scale; they are
+ * not read, and treating them as plain weights would write garbage. Any
+ * quantization_config but bitsandbytes 4-bit is refused likewise. */
+static gboolean
+check_quantization (SmeltModel  *self,
+                    GError     **error)
 {
   JsonObject *config = json_node_get_object (self->config);
+  JsonNode *qc = json_object_get_member (config, "quantization_config");
+  JsonObject *q;
+  JsonNode *method;
+  const char *name = NULL;
 
   for (guint i = 0; i < self->tensors->len; i++)
     {
-      const char *name = smelt_tensor_get_name (g_ptr_array_index (self->tensors, i));
+      SmeltTensor *t = g_ptr_array_index (self->tensors, i);
 
-      if (strstr (name, ".quant_state.bitsandbytes__") != NULL || g_str_has_suffix (name, ".SCB"))
+      if (g_str_has_suffix (smelt_tensor_get_name (t), ".SCB"))
         {
           g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
-                       "%s: this is a bitsandbytes-quantized model (tensor “%s”); "
-                       "4-bit and 8-bit bases are not supported yet: point Model= "
-                       "at the 16-bit base instead", self->path, name);
+                       "%s: this is a bitsandbytes 8-bit (LLM.int8) model (tensor “%s”); "
+                       "8-bit bases are not supported yet: point Model= at the 16-bit "
+                       "base instead", self->path, smelt_tensor_get_name (t));
           return FALSE;
         }
     }
-  if (json_object_has_member (config, "quantization_config"))
+  if (qc == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT (qc))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                   "%s/config.json: quantization_config is not an object", self->path);
+      return FALSE;
+    }
+  q = json_node_get_object (qc);
+  method = json_object_get_member (q, "quant_method");
+  if (method != NULL && JSON_NODE_HOLDS_VALUE (method) &&
+      json_node_get_value_type (method) == G_TYPE_STRING)
+    name = json_node_get_string (method);
+  /* transformers reads a config without quant_method as bitsandbytes */
+  if (method != NULL && g_strcmp0 (name, "bitsandbytes") != 0)
     {
       g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
-                   "%s/config.json: the model has a quantization_config; quantized "
-                   "bases are not supported yet: point Model= at the 16-bit base",
-                   self->path);
+                   "%s/config.json: the model is quantized with quant_method “%s”; smelt "
+                   "reads 16-bit models and bitsandbytes 4-bit ones: point Model= at the "
+                   "16-bit base", self->path, name ? name : "?");
+      return FALSE;
+    }
+  if (json_true (q, "load_in_8bit") || json_true (q, "_load_in_8bit"))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+                   "%s/config.json: quantization_config says load_in_8bit: bitsandbytes "
+                   "8-bit (LLM.int8) bases are not supported yet: point Model= at the "
+                   "16-bit base instead", self->path);
+      return FALSE;
+    }
+  if (!json_true (q, "load_in_4bit") && !json_true (q, "_load_in_4bit"))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_UNSUPPORTED,
+                   "%s/config.json: quantization_config is bitsandbytes but sets neither "
+                   "load_in_4bit nor load_in_8bit", self->path);
       return FALSE;
     }
   return TRUE;
+}
+
+/* The weight a quant-state key belongs to ("X.weight" of
+ * "X.weight.quant_state.bitsandbytes__nf4"), or NULL with @error set for
+ * a quant state of a kind bitsandbytes 4-bit does not write. */
+static char *
+quant_state_weight (SmeltTensor  *t,
+                    GError      **error)
+{
+  const char *name = smelt_tensor_get_name (t);
+  const char *mark = strstr (name, QUANT_STATE_MARK);
+
+  if (mark == NULL || mark == name ||
+      !(g_str_has_suffix (name, QUANT_STATE_PREFIX "nf4") ||
+        g_str_has_suffix (name, QUANT_STATE_PREFIX "fp4")) ||
+      strlen (mark) != strlen (QUANT_STATE_PREFIX "nf4"))
+    {
+      g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                   "%s: tensor “%s” looks like a quant state, but bitsandbytes 4-bit "
+                   "quant states are named X.weight.quant_state.bitsandbytes__nf4 "
+                   "(or __fp4)", file_of (t), name);
+      return NULL;
+    }
+  return g_strndup (name, mark - name);
+}
+
+static const char * const piece_suffix[] = {
+  [SMELT_BNB4_PART_WEIGHT] = "",
+  [SMELT_BNB4_PART_ABSMAX] = ".absmax",
+  [SMELT_BNB4_PART_QUANT_MAP] = ".quant_map",
+  [SMELT_BNB4_PART_NESTED_ABSMAX] = ".nested_absmax",
+  [SMELT_BNB4_PART_NESTED_QUANT_MAP] = ".nested_quant_map",
+};
+
+/* Pieces that remain once every 4-bit weight took its own belong to no
+ * quant state: the file lost one, and the codes would be read as plain
+ * bytes. */
+static gboolean
+check_orphan_pieces (SmeltModel  *self,
+                     GError     **error)
+{
+  for (guint i = 0; i < self->tensors->len; i++)
+    {
+      SmeltTensor *t = g_ptr_array_index (self->tensors, i);
+      const char *name = smelt_tensor_get_name (t);
+
+      for (guint p = SMELT_BNB4_PART_ABSMAX; p <= SMELT_BNB4_PART_NESTED_QUANT_MAP; p++)
+        {
+          g_autofree char *suffix = g_strconcat (".weight", piece_suffix[p], NULL);
+
+          if (g_str_has_suffix (name, suffix))
+            {
+              g_autofree char *weight = g_strndup (name, strlen (name) - strlen (piece_suffix[p]));
+
+              g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                           "%s: tensor “%s” is a piece of a bitsandbytes 4-bit weight, but "
+                           "%s" QUANT_STATE_PREFIX "nf4 (or __fp4) is missing",
+                           file_of (t), name, weight);
+              return FALSE;
+            }
+        }
+    }
+  return TRUE;
+}
+
+/* Finds the quant states of every shard, checking there is one per
+ * weight; @states maps each weight's name to its quant state. */
+static gboolean
+find_quant_states (SmeltModel  *self,
+                   GHashTable  *states,
+                   GPtrArray   *order,
+                   GError     **error)
+{
+  for (guint i = 0; i < self->tensors->len; i++)
+    {
+      SmeltTensor *t = g_ptr_array_index (self->tensors, i);
+      SmeltTensor *other;
+      char *weight;
+
+      if (strstr (smelt_tensor_get_name (t), QUANT_STATE_MARK) == NULL)
+        continue;
+      weight = quant_state_weight (t, error);
+      if (weight == NULL)
+        return FALSE;
+      other = g_hash_table_lookup (states, weight);
+      if (other != NULL)
+        {
+          g_set_error (error, SMELT_MODEL_ERROR, SMELT_MODEL_ERROR_INVALID,
+                       "%s: weight “%s” has two quant states, “%s” (in %s) and “%s”",
+                       file_of (t), weight, smelt_tensor_get_name (other), file_of (other),
+                       smelt_tensor_get_name (t));
+          g_free (weight);
+          return FALSE;
+        }
+      g_hash_table_insert (states, weight, t);
+      g_ptr_array_add (order, weight);
+    }
+  return TRUE;
+}
+
+static int
+compare_names_natural (gconstpointer a,
+                       gconstpointer b)
+{
+  return _smelt_natural_compare (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Puts @made in place of the pieces they consumed. */
+static void
+replace_pieces (SmeltModel *self,
+                GPtrArray  *made,
+                GHashTable *consumed)
+{
+  GPtrArray *kept = g_ptr_array_new_with_free_func (g_object_unref);
+
+  for (guint i = 0; i < self->tensors->len; i++)
+    {
+      SmeltTensor *t = g_ptr_array_index (self->tensors, i);
+
+      if (!g_hash_table_contains (consumed, t))
+        g_ptr_array_add (kept, g_object_ref (t));
+    }
+  for (guint i = 0; i < made->len; i++)
+    g_ptr_array_add (kept, g_object_ref (g_ptr_array_index (made, i)));
+  g_hash_table_remove_all (self->by_name);
+  g_ptr_array_unref (self->tensors);
+  self->tensors = kept;
+  for (guint i = 0; i < kept->len; i++)
+    {
+      SmeltTensor *t = g_ptr_array_index (kept, i);
+
+      g_hash_table_insert (self->by_name, (gpointer) smelt_tensor_get_name (t), t);
+    }
+}
+
+/* Replaces the pieces of each bitsandbytes 4-bit weight by one
+ * SmeltBnb4Tensor. A weight is 4-bit iff its quant state is in the files
+ * (quantization_config cannot tell: unsloth's dynamic quants leave some
+ * Linear layers in 16 bits), and its pieces may sit in different shards,
+ * so this runs once every shard is loaded. */
+static gboolean
+load_bnb4_weights (SmeltModel  *self,
+                   GError     **error)
+{
+  g_autoptr(GHashTable) states = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GHashTable) consumed = g_hash_table_new (NULL, NULL);
+  g_autoptr(GPtrArray) order = g_ptr_array_new ();
+  g_autoptr(GPtrArray) made = g_ptr_array_new_with_free_func (g_object_unref);
+
+  if (!find_quant_states (self, states, order, error))
+    return FALSE;
+  /* errors name the first bad weight in reading order */
+  g_ptr_array_sort (order, compare_names_natural);
+  for (guint i = 0; i < order->len; i++)
+    {
+      const char *weight = g_ptr_array_index (order, i);
+      SmeltTensor *parts[SMELT_BNB4_PART_QUANT_STATE + 1] = { NULL, };
+      SmeltTensor *bnb;
+
+      for (guint p = SMELT_BNB4_PART_WEIGHT; p <= SMELT_BNB4_PART_NESTED_QUANT_MAP; p++)
+        {
+          g_autofree char *piece = g_strconcat (weight, piece_suffix[p], NULL);
+
+          parts[p] = g_hash_table_lookup (self->by_name, piece);
+        }
+      parts[SMELT_BNB4_PART_QUANT_STATE] = g_hash_table_lookup (states, weight);
+      bnb = _smelt_bnb4_tensor_new (weight, parts, error);
+      if (bnb == NULL)
+        return FALSE;
+      g_ptr_array_add (made, bnb);
+      for (guint p = 0; p < G_N_ELEMENTS (parts); p++)
+        if (parts[p] != NULL)
+          g_hash_table_add (consumed, parts[p]);
+    }
+  if (made->len > 0)
+    replace_pieces (self, made, consumed);
+  self->n_bnb4 = made->len;
+  return check_orphan_pieces (self, error);
 }
 
 /* Adapters carry tokenizer files too (trainers save them beside the
@@ -589,11 +832,10 @@ smelt_model_new_for_path (const char  *path,
   self = g_object_new (SMELT_TYPE_MODEL, NULL);
   self->path = g_canonicalize_filename (path, NULL);
 
-  if (!load_config (self, error) || !load_weights (self, error))
+  if (!load_config (self, error) || !load_weights (self, error) ||
+      !check_quantization (self, error) || !load_bnb4_weights (self, error))
     return NULL;
   g_ptr_array_sort (self->tensors, compare_tensors);
-  if (!check_not_quantized (self, error))
-    return NULL;
   self->dtype = guess_dtype (self);
   self->tokenizer_files = _smelt_find_tokenizer_files (self->path);
   return g_steal_pointer (&self);
@@ -726,11 +968,30 @@ smelt_model_get_n_parameters (SmeltModel *self)
   return n;
 }
 
+/* What a tensor takes in the files: a 4-bit weight's pieces, not the
+ * 16-bit size it reads as. */
+static guint64
+stored_bytes (SmeltTensor *t)
+{
+  guint64 n = 0;
+
+  if (!SMELT_IS_BNB4_TENSOR (t))
+    return smelt_tensor_get_n_bytes (t);
+  for (SmeltBnb4Part p = SMELT_BNB4_PART_WEIGHT; p <= SMELT_BNB4_PART_QUANT_STATE; p++)
+    {
+      g_autoptr(GBytes) b = smelt_bnb4_tensor_get_part (SMELT_BNB4_TENSOR (t), p);
+
+      n += b ? g_bytes_get_size (b) : 0;
+    }
+  return n;
+}
+
 /**
  * smelt_model_get_n_bytes:
  * @self: a #SmeltModel
  *
- * Returns: the bytes of tensor data over all shards
+ * Returns: the bytes of tensor data over all shards (for a 4-bit weight,
+ *   the bytes of its stored pieces)
  */
 guint64
 smelt_model_get_n_bytes (SmeltModel *self)
@@ -739,7 +1000,7 @@ smelt_model_get_n_bytes (SmeltModel *self)
 
   g_return_val_if_fail (SMELT_IS_MODEL (self), 0);
   for (guint i = 0; i < self->tensors->len; i++)
-    n += smelt_tensor_get_n_bytes (g_ptr_array_index (self->tensors, i));
+    n += stored_bytes (g_ptr_array_index (self->tensors, i));
   return n;
 }
 
@@ -760,8 +1021,9 @@ smelt_model_get_n_shards (SmeltModel *self)
  * smelt_model_get_dtype:
  * @self: a #SmeltModel
  *
- * Returns: the dtype the model was saved in (config's torch_dtype, else
- *   the float type holding most bytes)
+ * Returns: the dtype the model was saved in: config's torch_dtype (or
+ *   dtype); else, for a bitsandbytes 4-bit model, the 16-bit dtype its
+ *   quant states dequantize to; else the float type holding most bytes
  */
 SmeltDType
 smelt_model_get_dtype (SmeltModel *self)
@@ -796,4 +1058,22 @@ smelt_model_get_gguf (SmeltModel *self)
 {
   g_return_val_if_fail (SMELT_IS_MODEL (self), NULL);
   return self->gguf;
+}
+
+/**
+ * smelt_model_is_bnb4:
+ * @self: a #SmeltModel
+ *
+ * Whether the model is a bitsandbytes 4-bit checkpoint: at least one of
+ * its weights is stored as NF4 or FP4 codes (a #SmeltBnb4Tensor, whose
+ * rows are the dequantized values). Embeddings, norms, `lm_head` and any
+ * module the quantizer skipped stay ordinary tensors.
+ *
+ * Returns: %TRUE if any weight is bitsandbytes 4-bit
+ */
+gboolean
+smelt_model_is_bnb4 (SmeltModel *self)
+{
+  g_return_val_if_fail (SMELT_IS_MODEL (self), FALSE);
+  return self->n_bnb4 > 0;
 }

@@ -44,6 +44,12 @@ void _smelt_append_python_float (GString *out,
 void _smelt_format_set_pass (SmeltFormat *self,
                              guint        pass);
 
+/* ---- bitsandbytes 4-bit (smelt-bnb4.c), per SIMD level for the tests ---- */
+void _smelt_bnb4_absmax_at   (SmeltSimdLevel level, const float *x, gsize n, guint blocksize,
+                              float *absmax);
+void _smelt_bnb4_quantize_at (SmeltSimdLevel level, SmeltBnb4Type type, const float *x, gsize n,
+                              guint blocksize, guint8 *packed, float *absmax);
+
 /* ---- GGUF files (smelt-gguf-file.c) ---- */
 const guint8 *_smelt_gguf_file_get_raw_value (SmeltGgufFile *self,
                                               guint          index,
@@ -71,6 +77,14 @@ guint64      _smelt_stored_tensor_get_offset    (SmeltStoredTensor *self);
  * without copying anything. */
 SmeltTensor *_smelt_stored_tensor_new_alias (SmeltStoredTensor *self,
                                              const char        *name);
+
+/* ---- bitsandbytes 4-bit weights (smelt-bnb4-tensor.c) ----
+ * @parts: the stored pieces of weight @name indexed by SmeltBnb4Part, NULL
+ * where absent (the quant state is required). Validates the quant state's
+ * JSON and every piece against it; takes references. */
+SmeltTensor *_smelt_bnb4_tensor_new (const char   *name,
+                                     SmeltTensor **parts,
+                                     GError      **error);
 
 int   _smelt_natural_compare      (const char *a, const char *b);
 /* For g_ptr_array_sort() of arrays of strings (it passes char **). */
@@ -183,6 +197,19 @@ gboolean _smelt_recipe_instantiate (SmeltRecipe    *self,
                                     GPtrArray     **formats,
                                     GPtrArray     **destinations,
                                     GError        **error);
+
+/* [Source] MergeInto: what adapters merge into when Model is a
+ * bitsandbytes 4-bit base */
+typedef enum {
+  SMELT_MERGE_INTO_DEQUANTIZED,  /* its dequantized weights (what QLoRA trained against) */
+  SMELT_MERGE_INTO_ORIGINAL16,   /* the 16-bit model it was made from ([Source] Original) */
+} SmeltMergeInto;
+
+gboolean _smelt_recipe_get_merge_into (SmeltRecipe     *self,
+                                       SmeltMergeInto  *merge_into,
+                                       GError         **error);
+/* [Source] Original, resolved against the recipe's folder, or NULL */
+char    *_smelt_recipe_get_original   (SmeltRecipe     *self);
 
 G_END_DECLS
 

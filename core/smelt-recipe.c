@@ -16,9 +16,10 @@
  *
  * What to export, from what, to where: a #GKeyFile with the groups
  * `[Recipe]` (Name, Description), `[Source]` (Model, Adapters,
- * AdapterWeights), `[Destination NAME]` (Plugin plus the destination's
- * options) and `[Export NAME]` (Format, Destination plus the format's
- * options). Option keys are the nicks of the plugins' properties.
+ * AdapterWeights, MergeInto, Original), `[Destination NAME]` (Plugin
+ * plus the destination's options) and `[Export NAME]` (Format,
+ * Destination plus the format's options). Option keys are the nicks of
+ * the plugins' properties.
  *
  * Every error names the recipe file, the group and the key, and an unknown
  * key comes with the nearest valid one.
@@ -36,7 +37,8 @@ struct _SmeltRecipe
 G_DEFINE_FINAL_TYPE (SmeltRecipe, smelt_recipe, G_TYPE_OBJECT)
 
 static const char * const recipe_keys[] = { "Name", "Description", NULL };
-static const char * const source_keys[] = { "Model", "Adapters", "AdapterWeights", NULL };
+static const char * const source_keys[] = { "Model", "Adapters", "AdapterWeights", "MergeInto",
+                                             "Original", NULL };
 static const char * const destination_reserved[] = { "Plugin", NULL };
 static const char * const export_reserved[] = { "Format", "Destination", NULL };
 
@@ -819,6 +821,72 @@ bad_value (SmeltRecipe  *self,
   return FALSE;
 }
 
+/* [Source] MergeInto: what the adapters merge into when Model is a
+ * bitsandbytes 4-bit base. QLoRA trained them against the dequantized
+ * weights, so that is the default; original16 takes the 16-bit model the
+ * 4-bit one was made from (Original=), for those who want the merge on the
+ * full-precision weights. */
+gboolean
+_smelt_recipe_get_merge_into (SmeltRecipe     *self,
+                              SmeltMergeInto  *merge_into,
+                              GError         **error)
+{
+  g_autofree char *raw = g_key_file_get_string (self->kf, "Source", "MergeInto", NULL);
+
+  *merge_into = SMELT_MERGE_INTO_DEQUANTIZED;
+  if (raw == NULL)
+    return TRUE;
+  g_strstrip (raw);
+  if (g_ascii_strcasecmp (raw, "dequantized") == 0)
+    return TRUE;
+  if (g_ascii_strcasecmp (raw, "original16") == 0)
+    {
+      *merge_into = SMELT_MERGE_INTO_ORIGINAL16;
+      return TRUE;
+    }
+  return bad_value (self, "Source", "MergeInto", raw, "dequantized or original16", error);
+}
+
+/* [Source] Original, resolved like Model=, or NULL. */
+char *
+_smelt_recipe_get_original (SmeltRecipe *self)
+{
+  g_autofree char *raw = g_key_file_get_string (self->kf, "Source", "Original", NULL);
+
+  if (raw != NULL)
+    g_strstrip (raw);
+  return raw && *raw ? smelt_recipe_resolve_path (self, raw) : NULL;
+}
+
+/* MergeInto and Original go together; whether Model is 4-bit is only
+ * known once it is opened (smelt-export-job.c). */
+static gboolean
+check_merge_into (SmeltRecipe  *self,
+                  GError      **error)
+{
+  g_autofree char *original = _smelt_recipe_get_original (self);
+  SmeltMergeInto merge_into;
+
+  if (!_smelt_recipe_get_merge_into (self, &merge_into, error))
+    return FALSE;
+  if (merge_into == SMELT_MERGE_INTO_ORIGINAL16 && original == NULL)
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_MISSING_KEY,
+                   "%s: [Source] MergeInto=original16 needs an Original= key: the 16-bit "
+                   "model the 4-bit Model was quantized from", where (self));
+      return FALSE;
+    }
+  if (merge_into != SMELT_MERGE_INTO_ORIGINAL16 && original != NULL)
+    {
+      g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                   "%s: [Source] Original= is only used with MergeInto=original16 (by "
+                   "default adapters merge into the 4-bit Model's dequantized weights); "
+                   "add MergeInto=original16 or remove Original", where (self));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_integer (const char *text,
                gboolean    is_signed,
@@ -1181,7 +1249,8 @@ _smelt_recipe_instantiate (SmeltRecipe    *self,
                    "%s: [Source] needs a Model= key (the base model directory)", where (self));
       return FALSE;
     }
-  if (!smelt_recipe_get_adapter_weights (self, &weights, error))
+  if (!smelt_recipe_get_adapter_weights (self, &weights, error) ||
+      !check_merge_into (self, error))
     return FALSE;
   if (export_names[0] == NULL)
     {

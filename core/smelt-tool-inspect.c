@@ -29,21 +29,146 @@ add_tensor_json (JsonBuilder *b,
   for (guint i = 0; i < n; i++)
     json_builder_add_int_value (b, (gint64) shape[i]);
   json_builder_end_array (b);
+  if (SMELT_IS_BNB4_TENSOR (t))
+    {
+      json_builder_set_member_name (b, "quant_type");
+      json_builder_add_string_value (b, smelt_bnb4_type_to_string (
+        smelt_bnb4_tensor_get_quant_type (SMELT_BNB4_TENSOR (t))));
+    }
   json_builder_end_object (b);
 }
 
+/* A 4-bit weight is listed with its 4-bit type: what is stored, while
+ * its dtype is what it dequantizes to. */
 static void
 print_tensor (SmeltTensor *t)
 {
   guint n;
   const guint64 *shape = smelt_tensor_get_shape (t, &n);
   GString *s = g_string_new (NULL);
+  const char *type = SMELT_IS_BNB4_TENSOR (t)
+    ? smelt_bnb4_type_to_string (smelt_bnb4_tensor_get_quant_type (SMELT_BNB4_TENSOR (t)))
+    : smelt_dtype_to_string (smelt_tensor_get_dtype (t));
 
   for (guint i = 0; i < n; i++)
     g_string_append_printf (s, "%s%" G_GUINT64_FORMAT, i ? ", " : "", shape[i]);
-  printf ("  %-60s %-5s [%s]\n", smelt_tensor_get_name (t),
-          smelt_dtype_to_string (smelt_tensor_get_dtype (t)), s->str);
+  printf ("  %-60s %-5s [%s]\n", smelt_tensor_get_name (t), type, s->str);
   g_string_free (s, TRUE);
+}
+
+/* The bitsandbytes 4-bit weights of a model, grouped by how they are
+ * quantized (one group in every checkpoint bitsandbytes writes). */
+typedef struct {
+  SmeltBnb4Type type;
+  guint         blocksize;
+  gboolean      nested;
+  SmeltDType    dtype;
+  guint         n_weights;
+} Bnb4Group;
+
+static GArray *
+bnb4_groups (SmeltModel *model)
+{
+  GArray *groups = g_array_new (FALSE, TRUE, sizeof (Bnb4Group));
+
+  for (guint i = 0; i < smelt_model_get_n_tensors (model); i++)
+    {
+      SmeltTensor *t = smelt_model_get_tensor (model, i);
+      SmeltBnb4Tensor *b;
+      Bnb4Group g = { 0, };
+      guint k;
+
+      if (!SMELT_IS_BNB4_TENSOR (t))
+        continue;
+      b = SMELT_BNB4_TENSOR (t);
+      g.type = smelt_bnb4_tensor_get_quant_type (b);
+      g.blocksize = smelt_bnb4_tensor_get_blocksize (b);
+      g.nested = smelt_bnb4_tensor_is_nested (b);
+      g.dtype = smelt_tensor_get_dtype (t);
+      for (k = 0; k < groups->len; k++)
+        {
+          Bnb4Group *h = &g_array_index (groups, Bnb4Group, k);
+
+          if (h->type == g.type && h->blocksize == g.blocksize && h->nested == g.nested &&
+              h->dtype == g.dtype)
+            break;
+        }
+      if (k == groups->len)
+        g_array_append_val (groups, g);
+      g_array_index (groups, Bnb4Group, k).n_weights++;
+    }
+  return groups;
+}
+
+static void
+add_bnb4_group_json (JsonBuilder     *b,
+                     const Bnb4Group *g,
+                     guint            n_weights)
+{
+  json_builder_set_member_name (b, "quant_type");
+  json_builder_add_string_value (b, smelt_bnb4_type_to_string (g->type));
+  json_builder_set_member_name (b, "blocksize");
+  json_builder_add_int_value (b, g->blocksize);
+  json_builder_set_member_name (b, "nested");
+  json_builder_add_boolean_value (b, g->nested);
+  json_builder_set_member_name (b, "dtype");
+  json_builder_add_string_value (b, smelt_dtype_to_string (g->dtype));
+  json_builder_set_member_name (b, "weights");
+  json_builder_add_int_value (b, n_weights);
+}
+
+/* "bnb4": the most common kind of 4-bit weight and the number of 4-bit
+ * weights at the top level, each kind with its count in "groups"; null
+ * for a model without 4-bit weights. */
+static void
+add_bnb4_json (JsonBuilder *b,
+               SmeltModel  *model)
+{
+  g_autoptr(GArray) groups = bnb4_groups (model);
+  guint total = 0, best = 0;
+
+  json_builder_set_member_name (b, "bnb4");
+  if (groups->len == 0)
+    {
+      json_builder_add_null_value (b);
+      return;
+    }
+  for (guint k = 0; k < groups->len; k++)
+    {
+      total += g_array_index (groups, Bnb4Group, k).n_weights;
+      if (g_array_index (groups, Bnb4Group, k).n_weights > g_array_index (groups, Bnb4Group, best).n_weights)
+        best = k;
+    }
+  json_builder_begin_object (b);
+  add_bnb4_group_json (b, &g_array_index (groups, Bnb4Group, best), total);
+  json_builder_set_member_name (b, "groups");
+  json_builder_begin_array (b);
+  for (guint k = 0; k < groups->len; k++)
+    {
+      Bnb4Group *g = &g_array_index (groups, Bnb4Group, k);
+
+      json_builder_begin_object (b);
+      add_bnb4_group_json (b, g, g->n_weights);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+}
+
+static void
+print_bnb4 (SmeltModel *model)
+{
+  g_autoptr(GArray) groups = bnb4_groups (model);
+
+  for (guint k = 0; k < groups->len; k++)
+    {
+      Bnb4Group *g = &g_array_index (groups, Bnb4Group, k);
+
+      printf ("  bitsandbytes 4-bit: %s, blocksize %u, %s, dequantized to %s: %u weight%s\n",
+              smelt_bnb4_type_to_string (g->type), g->blocksize,
+              g->nested ? "nested (double quantization)" : "not nested",
+              smelt_dtype_to_string (g->dtype), g->n_weights, g->n_weights == 1 ? "" : "s");
+    }
 }
 
 static void
@@ -134,6 +259,7 @@ inspect_model (const char *path,
       json_builder_add_int_value (b, (gint64) smelt_model_get_n_bytes (model));
       json_builder_set_member_name (b, "shards");
       json_builder_add_int_value (b, smelt_model_get_n_shards (model));
+      add_bnb4_json (b, model);
       json_builder_set_member_name (b, "tokenizer_files");
       json_builder_begin_array (b);
       for (guint i = 0; tok[i]; i++)
@@ -155,6 +281,7 @@ inspect_model (const char *path,
           smelt_dtype_to_string (smelt_model_get_dtype (model)),
           smelt_model_get_n_tensors (model), smelt_model_get_n_parameters (model), size, smelt_model_get_n_shards (model),
           smelt_model_get_n_shards (model) == 1 ? "" : "s");
+  print_bnb4 (model);
   printf ("  tokenizer files:");
   for (guint i = 0; tok[i]; i++)
     printf (" %s", tok[i]);

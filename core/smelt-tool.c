@@ -290,6 +290,8 @@ cmd_export (int    argc,
   g_autofree char *to = NULL;
   g_auto(GStrv) sets = NULL;
   g_autofree char *progress = NULL;
+  g_autofree char *merge_into = NULL;
+  g_autofree char *original = NULL;
   gboolean print_recipe = FALSE, dry_run = FALSE, overwrite = FALSE;
   int jobs = 0;
   SmeltProgressMode mode = SMELT_PROGRESS_AUTO;
@@ -297,6 +299,11 @@ cmd_export (int    argc,
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Base model directory", "DIR" },
     { "adapter", 'a', 0, G_OPTION_ARG_FILENAME_ARRAY, &adapters, "PEFT adapter directory (repeatable)", "DIR" },
     { "weight", 'w', 0, G_OPTION_ARG_STRING_ARRAY, &weights, "Weight of each adapter (repeatable)", "W" },
+    { "merge-into", 0, 0, G_OPTION_ARG_STRING, &merge_into,
+      "With a bitsandbytes 4-bit model: merge into its dequantized weights (default) or into --original",
+      "dequantized|original16" },
+    { "original", 0, 0, G_OPTION_ARG_FILENAME, &original,
+      "The 16-bit model the 4-bit --model was quantized from (with --merge-into=original16)", "DIR" },
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "Format, e.g. merged16 or safetensors-lora", "NAME" },
     { "to", 't', 0, G_OPTION_ARG_FILENAME, &to, "Output directory", "PATH" },
     { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &sets, "Format option", "Key=Value" },
@@ -336,6 +343,13 @@ cmd_export (int    argc,
     smelt_recipe_set_model (recipe, abs);
   }
   smelt_recipe_set_name (recipe, "export");
+  if (merge_into)
+    smelt_recipe_set_option (recipe, "Source", "MergeInto", merge_into, NULL);
+  if (original)
+    {
+      g_autofree char *abs = g_canonicalize_filename (original, NULL);
+      smelt_recipe_set_option (recipe, "Source", "Original", abs, NULL);
+    }
   for (guint i = 0; adapters && adapters[i]; i++)
     {
       char *end = NULL;

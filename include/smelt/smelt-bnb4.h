@@ -8,8 +8,9 @@
 # error "Only <smelt/smelt.h> can be included directly."
 #endif
 
-#include <glib.h>
+#include <glib-object.h>
 #include <smelt/smelt-version.h>
+#include <smelt/smelt-tensor.h>
 
 G_BEGIN_DECLS
 
@@ -56,6 +57,11 @@ void          smelt_bnb4_quantize         (SmeltBnb4Type  type,
                                            guint8        *packed,
                                            float         *absmax);
 SMELT_AVAILABLE_IN_ALL
+void          smelt_bnb4_absmax           (const float   *x,
+                                           gsize          n,
+                                           guint          blocksize,
+                                           float         *absmax);
+SMELT_AVAILABLE_IN_ALL
 float         smelt_bnb4_nested_offset    (const float   *absmax,
                                            gsize          n_blocks);
 SMELT_AVAILABLE_IN_ALL
@@ -82,5 +88,44 @@ void          smelt_bnb4_dequantize       (SmeltBnb4Type  type,
 
 SMELT_AVAILABLE_IN_ALL
 char         *smelt_bnb4_format_python_float (double       value);
+
+/**
+ * SmeltBnb4Part:
+ * @SMELT_BNB4_PART_WEIGHT: `weight`: the packed codes
+ * @SMELT_BNB4_PART_ABSMAX: `weight.absmax`: float32, or 8-bit codes when nested
+ * @SMELT_BNB4_PART_QUANT_MAP: `weight.quant_map`
+ * @SMELT_BNB4_PART_NESTED_ABSMAX: `weight.nested_absmax` (nested only)
+ * @SMELT_BNB4_PART_NESTED_QUANT_MAP: `weight.nested_quant_map` (nested only)
+ * @SMELT_BNB4_PART_QUANT_STATE: `weight.quant_state.bitsandbytes__nf4|fp4`: the JSON
+ *
+ * The stored pieces of one bitsandbytes 4-bit weight, in the order
+ * bitsandbytes writes them.
+ */
+typedef enum {
+  SMELT_BNB4_PART_WEIGHT,
+  SMELT_BNB4_PART_ABSMAX,
+  SMELT_BNB4_PART_QUANT_MAP,
+  SMELT_BNB4_PART_NESTED_ABSMAX,
+  SMELT_BNB4_PART_NESTED_QUANT_MAP,
+  SMELT_BNB4_PART_QUANT_STATE,
+} SmeltBnb4Part;
+
+/* A bitsandbytes 4-bit weight of a model, seen as its dequantized rows
+ * (core/smelt-bnb4-tensor.c). */
+#define SMELT_TYPE_BNB4_TENSOR (smelt_bnb4_tensor_get_type ())
+SMELT_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (SmeltBnb4Tensor, smelt_bnb4_tensor, SMELT, BNB4_TENSOR, GObject)
+
+SMELT_AVAILABLE_IN_ALL
+SmeltBnb4Type smelt_bnb4_tensor_get_quant_type (SmeltBnb4Tensor *self);
+SMELT_AVAILABLE_IN_ALL
+guint         smelt_bnb4_tensor_get_blocksize  (SmeltBnb4Tensor *self);
+SMELT_AVAILABLE_IN_ALL
+gboolean      smelt_bnb4_tensor_is_nested      (SmeltBnb4Tensor *self);
+SMELT_AVAILABLE_IN_ALL
+float         smelt_bnb4_tensor_get_offset     (SmeltBnb4Tensor *self);
+SMELT_AVAILABLE_IN_ALL
+GBytes       *smelt_bnb4_tensor_get_part       (SmeltBnb4Tensor *self,
+                                                SmeltBnb4Part    part);
 
 G_END_DECLS

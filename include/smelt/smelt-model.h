@@ -50,5 +50,7 @@ SMELT_AVAILABLE_IN_ALL
 const char * const *smelt_model_get_tokenizer_files (SmeltModel *self);
 SMELT_AVAILABLE_IN_ALL
 SmeltGgufFile *smelt_model_get_gguf         (SmeltModel  *self);
+SMELT_AVAILABLE_IN_ALL
+gboolean      smelt_model_is_bnb4           (SmeltModel  *self);
 
 G_END_DECLS

@@ -1,0 +1,110 @@
+/* smelt-bnb4-plan.h: what the bnb4 format writes, tensor by tensor
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <smelt/smelt.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  SmeltBnb4Type        quant_type;
+  guint                blocksize;
+  gboolean             nested;
+  SmeltDType           dtype;           /* BF16 or F16 */
+  const char * const  *skip_modules;    /* nullable */
+  guint64              max_shard_size;
+  gboolean             report;          /* measure the quality report's sums */
+} SmeltBnb4Options;
+
+typedef enum {
+  SMELT_BNB4_ENTRY_QUANT,    /* a Linear weight, quantized from float32 rows */
+  SMELT_BNB4_ENTRY_COPY,     /* an untouched 4-bit weight of the base, copied */
+  SMELT_BNB4_ENTRY_STORED,   /* any other tensor, stored bytes as they are */
+  SMELT_BNB4_ENTRY_CONVERT,  /* any other float tensor, converted to the dtype */
+} SmeltBnb4EntryKind;
+
+typedef struct {
+  SmeltBnb4EntryKind kind;
+  guint              index;        /* in the plan */
+  SmeltTensor       *tensor;       /* the source's (borrowed) */
+  guint64            n;            /* elements */
+  guint64            row_len;
+  guint              shard;
+  float              offset;       /* nested: the mean of the absmax values */
+  gboolean           have_offset;
+  GArray            *absmax;       /* float: the tensor's so far (quant) */
+  guint64            elements_done;
+  guint64            rows_done;
+  SmeltTensor       *base;         /* the unmerged weight, for the report's delta */
+  SmeltQualityStats  stats;        /* the report's sums, writing pass */
+} SmeltBnb4Entry;
+
+typedef struct {
+  char                   *file_name;
+  SmeltSafetensorsLayout *layout;
+  guint64                 written;
+} SmeltBnb4Shard;
+
+typedef struct {
+  SmeltBnb4Options  opt;
+  char            **skip_modules;
+  GPtrArray        *entries;      /* SmeltBnb4Entry, in the source's order */
+  GHashTable       *by_name;      /* tensor name → SmeltBnb4Entry */
+  GPtrArray        *shards;       /* SmeltBnb4Shard */
+  GHashTable       *shard_of;     /* safetensors name → SmeltBnb4Shard (borrowed) */
+  GPtrArray        *names;        /* every safetensors name, in file order */
+  gboolean          final;        /* the shards are planned for good */
+  guint             n_quant, n_copy;
+} SmeltBnb4Plan;
+
+SmeltBnb4Plan  *smelt_bnb4_plan_new        (SmeltSource            *source,
+                                            const SmeltBnb4Options *opt,
+                                            GError                **error);
+void            smelt_bnb4_plan_free       (SmeltBnb4Plan  *plan);
+SmeltBnb4Entry *smelt_bnb4_plan_lookup     (SmeltBnb4Plan  *plan,
+                                            SmeltTensor    *tensor);
+gboolean        smelt_bnb4_plan_finalize   (SmeltBnb4Plan  *plan,
+                                            GError        **error);
+GBytes         *smelt_bnb4_plan_make_config (SmeltBnb4Plan *plan,
+                                             SmeltSource   *source,
+                                             const char    *compute_dtype);
+GBytes         *smelt_bnb4_plan_make_index (SmeltBnb4Plan  *plan);
+char           *smelt_bnb4_plan_summary    (SmeltBnb4Plan  *plan);
+GBytes         *smelt_bnb4_plan_make_report (SmeltBnb4Plan *plan);
+const char     *smelt_bnb4_torch_dtype_name (SmeltDType     dtype);
+
+guint64         smelt_bnb4_entry_row_group (SmeltBnb4Entry *e,
+                                            guint           blocksize);
+gboolean        smelt_bnb4_encode_plain    (SmeltBnb4Plan  *plan,
+                                            SmeltBnb4Entry *e,
+                                            guint64         first_row,
+                                            guint64         n_rows,
+                                            const float    *rows,
+                                            GByteArray     *out,
+                                            GError        **error);
+gboolean        smelt_bnb4_encode_quant    (SmeltBnb4Plan  *plan,
+                                            SmeltBnb4Entry *e,
+                                            guint64         first_row,
+                                            guint64         n_rows,
+                                            const float    *rows,
+                                            gboolean        scanning,
+                                            GByteArray     *out,
+                                            GError        **error);
+gboolean        smelt_bnb4_entry_scan      (SmeltBnb4Plan  *plan,
+                                            SmeltBnb4Entry *e,
+                                            const guint8   *data,
+                                            gsize           len,
+                                            GError        **error);
+GPtrArray      *smelt_bnb4_entry_take_rows (SmeltBnb4Plan  *plan,
+                                            SmeltBnb4Entry *e,
+                                            const guint8   *data,
+                                            gsize           len,
+                                            GError        **error);
+GPtrArray      *smelt_bnb4_entry_finish    (SmeltBnb4Plan  *plan,
+                                            SmeltBnb4Entry *e,
+                                            GError        **error);
+GPtrArray      *smelt_bnb4_entry_copy_pieces (SmeltBnb4Entry *e);
+
+G_END_DECLS
