@@ -230,51 +230,14 @@ static const float fp4_sorted[7] = {
 };
 
 #ifdef HAVE_X86
-/* Eight lanes at a time, each lane's arithmetic the portable one: the
- * same float32 product, the same strict comparisons (false for NaN).
- * Writes the codes of the first len - len % 8 elements two per byte into
- * @packed and returns how many elements it did. */
-__attribute__ ((target ("avx2"))) static gsize
-quantize_block_avx2 (SmeltBnb4Type  type,
-                     const float   *x,
-                     gsize          len,
-                     float          inv,
-                     guint8        *packed)
+__attribute__ ((target ("avx2"))) static inline float
+hmax_avx2 (__m256 m)
 {
-  const __m256 vinv = _mm256_set1_ps (inv);
-  const __m256 sign = _mm256_set1_ps (-0.0f);
-  const __m256i lut = _mm256_setr_epi32 (0, 1, 6, 7, 4, 5, 2, 3);
-  gsize i = 0;
+  __m128 v = _mm_max_ps (_mm256_castps256_ps128 (m), _mm256_extractf128_ps (m, 1));
 
-  for (; i + 8 <= len; i += 8)
-    {
-      __m256 s = _mm256_mul_ps (_mm256_loadu_ps (x + i), vinv);
-      __m256i acc = _mm256_setzero_si256 ();
-      __m256i pairs;
-      guint64 out[4];
-
-      if (type == SMELT_BNB4_NF4)
-        for (guint t = 0; t < 15; t++)
-          acc = _mm256_sub_epi32 (acc, _mm256_castps_si256 (
-                  _mm256_cmp_ps (s, _mm256_set1_ps (nf4_threshold.f[t]), _CMP_GT_OQ)));
-      else
-        {
-          __m256 a = _mm256_andnot_ps (sign, s);
-          __m256i neg = _mm256_castps_si256 (_mm256_cmp_ps (s, _mm256_setzero_ps (), _CMP_LT_OQ));
-
-          for (guint t = 0; t < 7; t++)
-            acc = _mm256_sub_epi32 (acc, _mm256_castps_si256 (
-                    _mm256_cmp_ps (a, _mm256_set1_ps (fp4_sorted[t]), _CMP_GT_OQ)));
-          acc = _mm256_permutevar8x32_epi32 (lut, acc);
-          acc = _mm256_or_si256 (acc, _mm256_and_si256 (neg, _mm256_set1_epi32 (8)));
-        }
-      /* each 64-bit lane holds an (even, odd) pair of codes: even << 4 | odd */
-      pairs = _mm256_or_si256 (_mm256_slli_epi64 (acc, 4), _mm256_srli_epi64 (acc, 32));
-      _mm256_storeu_si256 ((__m256i *) out, pairs);
-      for (guint k = 0; k < 4; k++)
-        packed[i / 2 + k] = (guint8) out[k];
-    }
-  return i;
+  v = _mm_max_ps (v, _mm_movehl_ps (v, v));
+  v = _mm_max_ss (v, _mm_shuffle_ps (v, v, 1));
+  return _mm_cvtss_f32 (v);
 }
 
 __attribute__ ((target ("avx2"))) static float
@@ -283,17 +246,119 @@ absmax_avx2 (const float *x,
 {
   const __m256 sign = _mm256_set1_ps (-0.0f);
   __m256 m = _mm256_setzero_ps ();
-  float lanes[8], amax = 0.0f;
+  float amax;
   gsize i = 0;
 
   for (; i + 8 <= len; i += 8)
     m = _mm256_max_ps (m, _mm256_andnot_ps (sign, _mm256_loadu_ps (x + i)));
-  _mm256_storeu_ps (lanes, m);
-  for (guint k = 0; k < 8; k++)
-    amax = fmaxf (amax, lanes[k]);
+  amax = hmax_avx2 (m);
   for (; i < len; i++)
     amax = fmaxf (amax, fabsf (x[i]));
   return amax;
+}
+
+/* The thresholds (NF4) or sorted constants (FP4) as vectors, loaded once
+ * per call: kept in a local array, the compiler knows the byte stores to
+ * the output cannot change them. */
+typedef struct {
+  __m256 t[15];
+  guint  n;
+} Cuts;
+
+__attribute__ ((target ("avx2"))) static void
+load_cuts (SmeltBnb4Type  type,
+           Cuts          *c)
+{
+  const float *src = type == SMELT_BNB4_NF4 ? nf4_threshold.f : fp4_sorted;
+
+  c->n = type == SMELT_BNB4_NF4 ? 15 : 7;
+  for (guint t = 0; t < c->n; t++)
+    c->t[t] = _mm256_set1_ps (src[t]);
+}
+
+/* Eight lanes at a time, each lane's arithmetic the portable one: the
+ * same float32 product, the same strict comparisons (false for NaN).
+ * Writes the codes of the first len - len % 8 elements two per byte into
+ * @packed and returns how many elements it did. */
+__attribute__ ((target ("avx2"))) static gsize
+quantize_block_avx2 (SmeltBnb4Type  type,
+                     const Cuts    *c,
+                     const float   *x,
+                     gsize          len,
+                     float          inv,
+                     guint8        *packed)
+{
+  const __m256 vinv = _mm256_set1_ps (inv);
+  const __m256 sign = _mm256_set1_ps (-0.0f);
+  const __m256i lut = _mm256_setr_epi32 (0, 1, 6, 7, 4, 5, 2, 3);
+  const __m256i eight = _mm256_set1_epi32 (8);
+  const __m256i bytes = _mm256_setr_epi8 (0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  gsize i = 0;
+
+  for (; i + 8 <= len; i += 8)
+    {
+      __m256 s = _mm256_mul_ps (_mm256_loadu_ps (x + i), vinv);
+      __m256i acc = _mm256_setzero_si256 ();
+      __m256i pairs;
+      guint16 lo, hi;
+
+      if (type == SMELT_BNB4_NF4)
+        for (guint t = 0; t < 15; t++)
+          acc = _mm256_sub_epi32 (acc, _mm256_castps_si256 (_mm256_cmp_ps (s, c->t[t], _CMP_GT_OQ)));
+      else
+        {
+          __m256 a = _mm256_andnot_ps (sign, s);
+          __m256i neg = _mm256_castps_si256 (_mm256_cmp_ps (s, _mm256_setzero_ps (), _CMP_LT_OQ));
+
+          for (guint t = 0; t < 7; t++)
+            acc = _mm256_sub_epi32 (acc, _mm256_castps_si256 (_mm256_cmp_ps (a, c->t[t], _CMP_GT_OQ)));
+          acc = _mm256_permutevar8x32_epi32 (lut, acc);
+          acc = _mm256_or_si256 (acc, _mm256_and_si256 (neg, eight));
+        }
+      /* each 64-bit lane holds an (even, odd) pair of codes: even << 4 | odd
+       * in its low byte; gather those four bytes */
+      pairs = _mm256_or_si256 (_mm256_slli_epi64 (acc, 4), _mm256_srli_epi64 (acc, 32));
+      pairs = _mm256_shuffle_epi8 (pairs, bytes);
+      lo = (guint16) _mm_extract_epi16 (_mm256_castsi256_si128 (pairs), 0);
+      hi = (guint16) _mm_extract_epi16 (_mm256_extracti128_si256 (pairs, 1), 0);
+      memcpy (packed + i / 2, &lo, 2);
+      memcpy (packed + i / 2 + 2, &hi, 2);
+    }
+  return i;
+}
+
+/* Every block of @x: absmax, then the codes. */
+__attribute__ ((target ("avx2"))) static void
+quantize_avx2 (SmeltBnb4Type  type,
+               const float   *x,
+               gsize          n,
+               guint          blocksize,
+               guint8        *packed,
+               float         *absmax)
+{
+  Cuts c;
+
+  load_cuts (type, &c);
+  for (gsize b = 0; b * blocksize < n; b++)
+    {
+      gsize start = b * blocksize;
+      gsize len = MIN ((gsize) blocksize, n - start);
+      float inv;
+      gsize i;
+
+      absmax[b] = absmax_avx2 (x + start, len);
+      inv = 1.0f / absmax[b];
+      i = quantize_block_avx2 (type, &c, x + start, len, inv, packed + start / 2);
+      for (; i < len; i += 2)
+        {
+          guint8 hi = quantize_one (type, x[start + i] * inv);
+          /* an odd tail pads with a 0.0 of this block */
+          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
+
+          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
+        }
+    }
 }
 #endif
 
@@ -327,12 +392,14 @@ _smelt_bnb4_absmax_at (SmeltSimdLevel  level,
                        guint           blocksize,
                        float          *absmax)
 {
+  gboolean avx2 = use_avx2 (level);
+
   for (gsize b = 0; b * blocksize < n; b++)
     {
       gsize len = MIN ((gsize) blocksize, n - b * blocksize);
 
 #ifdef HAVE_X86
-      if (use_avx2 (level))
+      if (avx2)
         {
           absmax[b] = absmax_avx2 (x + b * blocksize, len);
           continue;
@@ -352,28 +419,30 @@ _smelt_bnb4_quantize_at (SmeltSimdLevel  level,
                          float          *absmax)
 {
   gsize n_blocks = (n + blocksize - 1) / blocksize;
-  guint8 codes[2];
 
   g_return_if_fail (blocksize % 2 == 0);
 
+#ifdef HAVE_X86
+  if (use_avx2 (level))
+    {
+      quantize_avx2 (type, x, n, blocksize, packed, absmax);
+      return;
+    }
+#endif
   _smelt_bnb4_absmax_at (level, x, n, blocksize, absmax);
   for (gsize b = 0; b < n_blocks; b++)
     {
       gsize start = b * blocksize;
       gsize len = MIN ((gsize) blocksize, n - start);
       float inv = 1.0f / absmax[b];
-      gsize i = 0;
 
-#ifdef HAVE_X86
-      if (use_avx2 (level))
-        i = quantize_block_avx2 (type, x + start, len, inv, packed + start / 2);
-#endif
-      for (; i < len; i += 2)
+      for (gsize i = 0; i < len; i += 2)
         {
-          codes[0] = quantize_one (type, x[start + i] * inv);
+          guint8 hi = quantize_one (type, x[start + i] * inv);
           /* an odd tail pads with a 0.0 of this block */
-          codes[1] = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
-          packed[(start + i) / 2] = (guint8) (codes[0] << 4 | codes[1]);
+          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
+
+          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
         }
     }
 }

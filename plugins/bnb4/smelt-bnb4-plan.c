@@ -663,13 +663,20 @@ smelt_bnb4_encode_quant (SmeltBnb4Plan  *plan,
 
   if (!check_overflow (plan, e, first_row, rows, n, error))
     return FALSE;
-  values = round_to_dtype (plan, rows, n);
-  absmax = g_new (float, nb);
-  /* the scan needs only the absmax values */
   if (scanning)
-    smelt_bnb4_absmax (values, n, plan->opt.blocksize, absmax);
+    {
+      /* the scan needs only the absmax values, and rounding to the 16-bit
+       * type commutes with them (it is odd and monotonic): the largest
+       * rounded magnitude is the rounded largest magnitude */
+      g_autofree float *raw = g_new (float, nb);
+
+      smelt_bnb4_absmax (rows, n, plan->opt.blocksize, raw);
+      absmax = round_to_dtype (plan, raw, nb);
+    }
   else
     {
+      values = round_to_dtype (plan, rows, n);
+      absmax = g_new (float, nb);
       packed = g_malloc ((n + 1) / 2 + 1);
       smelt_bnb4_quantize (plan->opt.quant_type, values, n, plan->opt.blocksize, packed, absmax);
     }
