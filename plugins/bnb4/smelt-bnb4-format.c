@@ -79,6 +79,7 @@ struct _SmeltBnb4Format
   char                **skip_modules;
   char                 *max_shard_size;
   gboolean              report;
+  gboolean              scan_cache;
 
   SmeltBnb4Plan        *plan;
   SmeltBnb4Shard       *open_shard;
@@ -97,6 +98,7 @@ enum {
   PROP_SKIP_MODULES,
   PROP_MAX_SHARD_SIZE,
   PROP_REPORT,
+  PROP_SCAN_CACHE,
   N_PROPS
 };
 
@@ -152,6 +154,9 @@ smelt_bnb4_format_get_property (GObject    *object,
     case PROP_REPORT:
       g_value_set_boolean (value, self->report);
       break;
+    case PROP_SCAN_CACHE:
+      g_value_set_boolean (value, self->scan_cache);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -193,6 +198,9 @@ smelt_bnb4_format_set_property (GObject      *object,
       break;
     case PROP_REPORT:
       self->report = g_value_get_boolean (value);
+      break;
+    case PROP_SCAN_CACHE:
+      self->scan_cache = g_value_get_boolean (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -295,6 +303,7 @@ smelt_bnb4_format_plan (SmeltFormat  *format,
   opt.skip_modules = (const char * const *) self->skip_modules;
   opt.max_shard_size = max_size;
   opt.report = self->report;
+  opt.cache = self->scan_cache;
   self->plan = smelt_bnb4_plan_new (source, &opt, error);
   if (self->plan == NULL)
     return FALSE;
@@ -359,7 +368,8 @@ smelt_bnb4_format_wants_rows (SmeltFormat *format,
   switch (e->kind)
     {
     case SMELT_BNB4_ENTRY_QUANT:
-      return SMELT_ROWS_F32;
+      /* the scan kept its codes: no need to merge it again */
+      return e->spilled ? SMELT_ROWS_NONE : SMELT_ROWS_F32;
     case SMELT_BNB4_ENTRY_STORED:
       return SMELT_ROWS_STORED;
     case SMELT_BNB4_ENTRY_CONVERT:
@@ -392,7 +402,7 @@ smelt_bnb4_format_encode_rows (SmeltFormat  *format,
 {
   SmeltBnb4Format *self = SMELT_BNB4_FORMAT (format);
   SmeltBnb4Entry *e = smelt_bnb4_plan_lookup (self->plan, tensor);
-  gboolean scanning = !self->plan->final;
+  gboolean scanning = !self->plan->final && !smelt_bnb4_plan_scans_fully (self->plan);
 
   if (e->kind != SMELT_BNB4_ENTRY_QUANT)
     return smelt_bnb4_encode_plain (self->plan, e, first_row, n_rows, rows, out, error);
@@ -496,8 +506,38 @@ write_pieces (SmeltBnb4Format  *self,
   return TRUE;
 }
 
+#define SPILL_CHUNK (4u << 20)
+
+/* A 4-bit weight the scan pass quantized: its codes from the temporary
+ * file, then its other pieces. */
+static gboolean
+write_spilled (SmeltBnb4Format  *self,
+               SmeltBnb4Entry   *e,
+               GCancellable     *cancellable,
+               GError          **error)
+{
+  guint64 total = (e->n + 1) / 2;
+  g_autofree guint8 *buf = g_malloc (MIN (total, SPILL_CHUNK) + 1);
+  g_autoptr(GPtrArray) tail = NULL;
+
+  for (guint64 done = 0; done < total;)
+    {
+      gsize len = MIN (total - done, SPILL_CHUNK);
+
+      if (!smelt_bnb4_entry_read_spill (self->plan, e, e->spill_packed_at + done, buf, len, error) ||
+          !write_all (self, buf, len, cancellable, error))
+        return FALSE;
+      done += len;
+    }
+  if (!smelt_bnb4_entry_load_absmax (self->plan, e, error))
+    return FALSE;
+  tail = smelt_bnb4_entry_finish (self->plan, e, error);
+  return tail != NULL && write_pieces (self, tail, cancellable, error);
+}
+
 /* Writes the entries before @until that the job does not deliver rows
- * for: untouched 4-bit weights whose stored pieces are copied as they are. */
+ * for: untouched 4-bit weights whose stored pieces are copied as they
+ * are, and weights the scan pass already quantized. */
 static gboolean
 advance_to (SmeltBnb4Format  *self,
             guint             until,
@@ -509,6 +549,13 @@ advance_to (SmeltBnb4Format  *self,
       SmeltBnb4Entry *e = g_ptr_array_index (self->plan->entries, self->next);
       g_autoptr(GPtrArray) pieces = NULL;
 
+      if (e->kind == SMELT_BNB4_ENTRY_QUANT && e->spilled)
+        {
+          if (!enter_entry (self, e, cancellable, error) ||
+              !write_spilled (self, e, cancellable, error))
+            return FALSE;
+          continue;
+        }
       if (e->kind != SMELT_BNB4_ENTRY_COPY)
         continue;
       if (!enter_entry (self, e, cancellable, error))
@@ -667,6 +714,12 @@ smelt_bnb4_format_class_init (SmeltBnb4FormatClass *klass)
     g_param_spec_string ("max-shard-size", "MaxShardSize",
                          "Largest shard, e.g. 5GB, 500MB, 2GiB (decimal units as transformers)",
                          "5GB", G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  properties[PROP_SCAN_CACHE] =
+    g_param_spec_boolean ("scan-cache", "ScanCache",
+                          "With double quantization, keep the first pass's codes in a "
+                          "temporary file (about 0.56 bytes per weight) instead of reading and "
+                          "merging the weights again",
+                          TRUE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   properties[PROP_REPORT] =
     g_param_spec_boolean ("report", "Report",
                           "Measure each weight's quantization error and how much of the "
@@ -684,6 +737,7 @@ smelt_bnb4_format_init (SmeltBnb4Format *self)
   self->compute_dtype = g_strdup ("auto");
   self->max_shard_size = g_strdup ("5GB");
   self->report = TRUE;
+  self->scan_cache = TRUE;
 }
 
 static gboolean

@@ -2,8 +2,12 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include "smelt-bnb4-plan.h"
 
@@ -135,6 +139,9 @@ smelt_bnb4_plan_free (SmeltBnb4Plan *plan)
 {
   if (plan == NULL)
     return;
+  if (plan->spill_fd >= 0)
+    close (plan->spill_fd);
+  g_free (plan->spill_dir);
   g_strfreev (plan->skip_modules);
   g_ptr_array_unref (plan->entries);
   g_hash_table_unref (plan->by_name);
@@ -413,6 +420,107 @@ base_of (SmeltSource *source,
   return na == nb && memcmp (a, b, na * sizeof *a) == 0 ? base : NULL;
 }
 
+/* The scan pass quantizes everything and keeps the codes in a temporary
+ * file, so that the writing pass copies them instead of reading and
+ * merging the weights a second time. The file is unlinked at once: it
+ * goes away with the process, whatever happens. */
+static gboolean
+open_spill (SmeltBnb4Plan  *plan,
+            GError        **error)
+{
+  g_autofree char *path = NULL;
+
+  plan->spill_fd = g_file_open_tmp ("smelt-bnb4-scan-XXXXXX", &path, error);
+  if (plan->spill_fd < 0)
+    {
+      g_prefix_error (error, "ScanCache: ");
+      return FALSE;
+    }
+  plan->spill_dir = g_path_get_dirname (path);
+  g_unlink (path);
+  return TRUE;
+}
+
+static gboolean
+spill_write (SmeltBnb4Plan  *plan,
+             const void     *data,
+             gsize           len,
+             GError        **error)
+{
+  const guint8 *p = data;
+
+  while (len > 0)
+    {
+      gssize n = pwrite (plan->spill_fd, p, len, (off_t) plan->spill_size);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          int saved = n < 0 ? errno : ENOSPC;
+
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                       "the scan's temporary file in %s: %s; set ScanCache=false to read "
+                       "and merge the weights twice instead", plan->spill_dir, g_strerror (saved));
+          return FALSE;
+        }
+      p += n;
+      len -= n;
+      plan->spill_size += n;
+    }
+  return TRUE;
+}
+
+gboolean
+smelt_bnb4_entry_read_spill (SmeltBnb4Plan  *plan,
+                             SmeltBnb4Entry *e,
+                             guint64         pos,
+                             guint8         *buf,
+                             gsize           len,
+                             GError        **error)
+{
+  while (len > 0)
+    {
+      gssize n = pread (plan->spill_fd, buf, len, (off_t) pos);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          int saved = n < 0 ? errno : EIO;
+
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                       "the scan's temporary file in %s: %s", plan->spill_dir, g_strerror (saved));
+          return FALSE;
+        }
+      buf += n;
+      pos += n;
+      len -= n;
+    }
+  return TRUE;
+}
+
+gboolean
+smelt_bnb4_entry_load_absmax (SmeltBnb4Plan  *plan,
+                              SmeltBnb4Entry *e,
+                              GError        **error)
+{
+  guint64 nb = n_blocks (plan, e);
+
+  g_clear_pointer (&e->absmax, g_array_unref);
+  e->absmax = g_array_sized_new (FALSE, FALSE, sizeof (float), nb);
+  g_array_set_size (e->absmax, nb);
+  return smelt_bnb4_entry_read_spill (plan, e, e->spill_absmax_at, (guint8 *) e->absmax->data,
+                                      nb * sizeof (float), error);
+}
+
+/* Whether the scan pass quantizes for good (ScanCache). */
+gboolean
+smelt_bnb4_plan_scans_fully (SmeltBnb4Plan *plan)
+{
+  return plan->spill_fd >= 0;
+}
+
 SmeltBnb4Plan *
 smelt_bnb4_plan_new (SmeltSource            *source,
                      const SmeltBnb4Options *opt,
@@ -451,6 +559,12 @@ smelt_bnb4_plan_new (SmeltSource            *source,
   /* without double quantization (or nothing to quantize) every length
    * is known now; with it, the shards are planned again after the scan */
   plan->final = !opt->nested || plan->n_quant == 0;
+  plan->spill_fd = -1;
+  if (!plan->final && opt->cache && !open_spill (plan, error))
+    {
+      smelt_bnb4_plan_free (plan);
+      return NULL;
+    }
   if (!plan_shards (plan, error))
     {
       smelt_bnb4_plan_free (plan);
@@ -765,13 +879,33 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
                        gsize           len,
                        GError        **error)
 {
+  gboolean full = smelt_bnb4_plan_scans_fully (plan);
+  g_autoptr(GPtrArray) pieces = full ? g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref)
+                                     : NULL;
+
   start_entry (e);
-  if (!walk_slices (plan, e, data, len, TRUE, NULL, error))
+  if (full && e->elements_done == 0)
+    e->spill_packed_at = plan->spill_size;
+  if (!walk_slices (plan, e, data, len, !full, pieces, error))
     return FALSE;
+  for (guint i = 0; pieces && i < pieces->len; i++)
+    {
+      GBytes *b = g_ptr_array_index (pieces, i);
+
+      if (!spill_write (plan, g_bytes_get_data (b, NULL), g_bytes_get_size (b), error))
+        return FALSE;
+    }
   if (e->elements_done >= e->n)
     {
       e->offset = smelt_bnb4_nested_offset ((const float *) e->absmax->data, e->absmax->len);
       e->have_offset = TRUE;
+      if (full)
+        {
+          e->spill_absmax_at = plan->spill_size;
+          if (!spill_write (plan, e->absmax->data, e->absmax->len * sizeof (float), error))
+            return FALSE;
+          e->spilled = TRUE;
+        }
       g_clear_pointer (&e->absmax, g_array_unref);
     }
   return TRUE;

@@ -16,6 +16,7 @@ typedef struct {
   const char * const  *skip_modules;    /* nullable */
   guint64              max_shard_size;
   gboolean             report;          /* measure the quality report's sums */
+  gboolean             cache;           /* keep the scan's codes in a temporary file */
 } SmeltBnb4Options;
 
 typedef enum {
@@ -39,6 +40,9 @@ typedef struct {
   guint64            rows_done;
   SmeltTensor       *base;         /* the unmerged weight, for the report's delta */
   SmeltQualityStats  stats;        /* the report's sums, writing pass */
+  gboolean           spilled;      /* its codes and absmax are in the plan's spill file */
+  guint64            spill_packed_at;
+  guint64            spill_absmax_at;
 } SmeltBnb4Entry;
 
 typedef struct {
@@ -56,6 +60,9 @@ typedef struct {
   GHashTable       *shard_of;     /* safetensors name → SmeltBnb4Shard (borrowed) */
   GPtrArray        *names;        /* every safetensors name, in file order */
   gboolean          final;        /* the shards are planned for good */
+  int               spill_fd;     /* the scan's codes (opt.cache), or -1 */
+  char             *spill_dir;
+  guint64           spill_size;
   guint             n_quant, n_copy;
 } SmeltBnb4Plan;
 
@@ -106,5 +113,15 @@ GPtrArray      *smelt_bnb4_entry_finish    (SmeltBnb4Plan  *plan,
                                             SmeltBnb4Entry *e,
                                             GError        **error);
 GPtrArray      *smelt_bnb4_entry_copy_pieces (SmeltBnb4Entry *e);
+gboolean        smelt_bnb4_plan_scans_fully (SmeltBnb4Plan *plan);
+gboolean        smelt_bnb4_entry_read_spill (SmeltBnb4Plan  *plan,
+                                             SmeltBnb4Entry *e,
+                                             guint64         pos,
+                                             guint8         *buf,
+                                             gsize           len,
+                                             GError        **error);
+gboolean        smelt_bnb4_entry_load_absmax (SmeltBnb4Plan  *plan,
+                                              SmeltBnb4Entry *e,
+                                              GError        **error);
 
 G_END_DECLS

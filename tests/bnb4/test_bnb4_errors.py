@@ -71,6 +71,9 @@ def cases(work):
         ("fp16-overflow", big, {"DType": "fp16"}, 1, [BAD_WEIGHT, "float16", "65504", "bf16"]),
         ("nan", nan, {"DoubleQuant": "false"}, 1, [BAD_WEIGHT, "not a finite number"]),
         ("nan-scan", nan, {}, 1, [BAD_WEIGHT, "not a finite number"]),
+        # the scan cache cannot be created (TMPDIR set to a missing folder)
+        ("scan-cache", base, {"TMPDIR": os.path.join(work, "no-such-dir")}, 1,
+         ["ScanCache", "no-such-dir"]),
     ]
 
 
@@ -84,10 +87,13 @@ def main():
     for label, m, opts, want_rc, needles in cases(args.workdir):
         out = os.path.join(args.workdir, "out-" + label)
         shutil.rmtree(out, ignore_errors=True)
+        env = dict(os.environ)
+        if "TMPDIR" in opts:
+            env["TMPDIR"] = opts.pop("TMPDIR")
         recipe = gen.write_recipe(os.path.join(args.workdir, label + ".smelt"), m, (), None,
                                   [("bnb", "bnb4", out, opts)])
         p = subprocess.run([args.smelt, "run", recipe, "--progress=none"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         problems = []
         if p.returncode != want_rc:
             problems.append("exit status %d, expected %d" % (p.returncode, want_rc))

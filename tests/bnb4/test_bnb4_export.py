@@ -64,6 +64,8 @@ LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_
 CASES = [
     ("nf4-nested-bf16", dict(dtype="bf16"), {}, "bf16"),
     ("nf4-plain-bf16", dict(dtype="bf16"), {"DoubleQuant": "false"}, "bf16"),
+    # double quantization reading and merging twice instead of caching the scan
+    ("nf4-nested-nocache", dict(dtype="bf16"), {"ScanCache": "false"}, "bf16"),
     ("fp4-nested-f16", dict(dtype="fp16"), {"QuantType": "fp4", "DType": "fp16"}, "fp16"),
     ("nf4-bs128-skip", dict(dtype="bf16", attention_bias=True),
      {"BlockSize": "128", "SkipModules": "down_proj;model.layers.0.self_attn.q_proj"}, "bf16"),
