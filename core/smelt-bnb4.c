@@ -328,6 +328,89 @@ quantize_block_avx2 (SmeltBnb4Type  type,
   return i;
 }
 
+#define TARGET_AVX512 \
+  __attribute__ ((target ("avx512f,avx512bw,avx512vl,avx512dq,avx2")))
+
+/* Sixteen lanes at a time, as quantize_block_avx2() (same products, same
+ * strict comparisons); returns how many elements it did. */
+TARGET_AVX512 static gsize
+quantize_block_avx512 (SmeltBnb4Type  type,
+                       const float   *src,
+                       gsize          len,
+                       float          inv,
+                       guint8        *packed)
+{
+  const float *cuts = type == SMELT_BNB4_NF4 ? nf4_threshold.f : fp4_sorted;
+  guint n_cuts = type == SMELT_BNB4_NF4 ? 15 : 7;
+  __m512 t[15];
+  const __m512 vinv = _mm512_set1_ps (inv);
+  const __m512i one = _mm512_set1_epi32 (1);
+  const __m512i lut = _mm512_setr_epi32 (0, 1, 6, 7, 4, 5, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0);
+  gsize i = 0;
+
+  for (guint k = 0; k < n_cuts; k++)
+    t[k] = _mm512_set1_ps (cuts[k]);
+  for (; i + 16 <= len; i += 16)
+    {
+      __m512 s = _mm512_mul_ps (_mm512_loadu_ps (src + i), vinv);
+      __m512i acc = _mm512_setzero_si512 ();
+      __m128i c, w, even, odd;
+
+      if (type == SMELT_BNB4_NF4)
+        for (guint k = 0; k < 15; k++)
+          acc = _mm512_mask_add_epi32 (acc, _mm512_cmp_ps_mask (s, t[k], _CMP_GT_OQ), acc, one);
+      else
+        {
+          __m512 a = _mm512_abs_ps (s);
+          __mmask16 neg = _mm512_cmp_ps_mask (s, _mm512_setzero_ps (), _CMP_LT_OQ);
+
+          for (guint k = 0; k < 7; k++)
+            acc = _mm512_mask_add_epi32 (acc, _mm512_cmp_ps_mask (a, t[k], _CMP_GT_OQ), acc, one);
+          acc = _mm512_permutexvar_epi32 (acc, lut);
+          acc = _mm512_mask_or_epi32 (acc, neg, acc, _mm512_set1_epi32 (8));
+        }
+      /* 16 codes as bytes; word j holds (c[2j], c[2j+1]): byte = c[2j] << 4 | c[2j+1] */
+      c = _mm512_cvtepi32_epi8 (acc);
+      w = c;
+      even = _mm_and_si128 (w, _mm_set1_epi16 (0x00ff));
+      odd = _mm_srli_epi16 (w, 8);
+      w = _mm_or_si128 (_mm_slli_epi16 (even, 4), odd);
+      _mm_storel_epi64 ((__m128i *) (packed + i / 2), _mm_packus_epi16 (w, w));
+    }
+  return i;
+}
+
+/* Every block of @x: absmax, then the codes; blocks of 16 or more go
+ * through the AVX-512 lanes. */
+TARGET_AVX512 static void
+quantize_avx512 (SmeltBnb4Type  type,
+                 const float   *x,
+                 gsize          n,
+                 guint          blocksize,
+                 guint8        *packed,
+                 float         *absmax)
+{
+  for (gsize b = 0; b * blocksize < n; b++)
+    {
+      gsize start = b * blocksize;
+      gsize len = MIN ((gsize) blocksize, n - start);
+      float inv;
+      gsize i;
+
+      absmax[b] = absmax_avx2 (x + start, len);
+      inv = 1.0f / absmax[b];
+      i = quantize_block_avx512 (type, x + start, len, inv, packed + start / 2);
+      for (; i < len; i += 2)
+        {
+          guint8 hi = quantize_one (type, x[start + i] * inv);
+          /* an odd tail pads with a 0.0 of this block */
+          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
+
+          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
+        }
+    }
+}
+
 /* Every block of @x: absmax, then the codes. */
 __attribute__ ((target ("avx2"))) static void
 quantize_avx2 (SmeltBnb4Type  type,
@@ -423,6 +506,11 @@ _smelt_bnb4_quantize_at (SmeltSimdLevel  level,
   g_return_if_fail (blocksize % 2 == 0);
 
 #ifdef HAVE_X86
+  if (level >= SMELT_SIMD_AVX512 && _smelt_simd_supported (SMELT_SIMD_AVX512))
+    {
+      quantize_avx512 (type, x, n, blocksize, packed, absmax);
+      return;
+    }
   if (use_avx2 (level))
     {
       quantize_avx2 (type, x, n, blocksize, packed, absmax);
