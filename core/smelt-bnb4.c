@@ -610,20 +610,17 @@ quantize_dynamic (const float *code,
   int pivot = 127, upper_pivot = 255, lower_pivot = 0;
   float lower = -1.0f, upper = 1.0f, val = code[pivot];
 
+  /* the kernel's steps, written as selects rather than branches: the
+   * comparisons are unpredictable, and this runs once per 4-bit block */
   for (int i = 64; i > 0; i >>= 1)
     {
-      if (x > val)
-        {
-          lower_pivot = pivot;
-          lower = val;
-          pivot += i;
-        }
-      else
-        {
-          upper_pivot = pivot;
-          upper = val;
-          pivot -= i;
-        }
+      gboolean gt = x > val;
+
+      lower_pivot = gt ? pivot : lower_pivot;
+      lower = gt ? val : lower;
+      upper_pivot = gt ? upper_pivot : pivot;
+      upper = gt ? upper : val;
+      pivot += gt ? i : -i;
       val = code[pivot];
     }
   if (upper_pivot == 255)

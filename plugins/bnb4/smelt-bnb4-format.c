@@ -508,31 +508,39 @@ write_pieces (SmeltBnb4Format  *self,
 
 #define SPILL_CHUNK (4u << 20)
 
-/* A 4-bit weight the scan pass quantized: its codes from the temporary
- * file, then its other pieces. */
+/* Copies [@at, @at + @len) of the scan's temporary file to the shard. */
+static gboolean
+copy_spill (SmeltBnb4Format  *self,
+            SmeltBnb4Entry   *e,
+            guint64           at,
+            guint64           len,
+            GCancellable     *cancellable,
+            GError          **error)
+{
+  g_autofree guint8 *buf = g_malloc (MIN (len, SPILL_CHUNK) + 1);
+
+  for (guint64 done = 0; done < len;)
+    {
+      gsize n = MIN (len - done, SPILL_CHUNK);
+
+      if (!smelt_bnb4_entry_read_spill (self->plan, e, at + done, buf, n, error) ||
+          !write_all (self, buf, n, cancellable, error))
+        return FALSE;
+      done += n;
+    }
+  return TRUE;
+}
+
+/* A 4-bit weight the scan pass quantized: its codes, then its other
+ * pieces, all from the temporary file. */
 static gboolean
 write_spilled (SmeltBnb4Format  *self,
                SmeltBnb4Entry   *e,
                GCancellable     *cancellable,
                GError          **error)
 {
-  guint64 total = (e->n + 1) / 2;
-  g_autofree guint8 *buf = g_malloc (MIN (total, SPILL_CHUNK) + 1);
-  g_autoptr(GPtrArray) tail = NULL;
-
-  for (guint64 done = 0; done < total;)
-    {
-      gsize len = MIN (total - done, SPILL_CHUNK);
-
-      if (!smelt_bnb4_entry_read_spill (self->plan, e, e->spill_packed_at + done, buf, len, error) ||
-          !write_all (self, buf, len, cancellable, error))
-        return FALSE;
-      done += len;
-    }
-  if (!smelt_bnb4_entry_load_absmax (self->plan, e, error))
-    return FALSE;
-  tail = smelt_bnb4_entry_finish (self->plan, e, error);
-  return tail != NULL && write_pieces (self, tail, cancellable, error);
+  return copy_spill (self, e, e->spill_packed_at, (e->n + 1) / 2, cancellable, error) &&
+         copy_spill (self, e, e->spill_tail_at, e->spill_tail_len, cancellable, error);
 }
 
 /* Writes the entries before @until that the job does not deliver rows

@@ -500,20 +500,6 @@ smelt_bnb4_entry_read_spill (SmeltBnb4Plan  *plan,
   return TRUE;
 }
 
-gboolean
-smelt_bnb4_entry_load_absmax (SmeltBnb4Plan  *plan,
-                              SmeltBnb4Entry *e,
-                              GError        **error)
-{
-  guint64 nb = n_blocks (plan, e);
-
-  g_clear_pointer (&e->absmax, g_array_unref);
-  e->absmax = g_array_sized_new (FALSE, FALSE, sizeof (float), nb);
-  g_array_set_size (e->absmax, nb);
-  return smelt_bnb4_entry_read_spill (plan, e, e->spill_absmax_at, (guint8 *) e->absmax->data,
-                                      nb * sizeof (float), error);
-}
-
 /* Whether the scan pass quantizes for good (ScanCache). */
 gboolean
 smelt_bnb4_plan_scans_fully (SmeltBnb4Plan *plan)
@@ -901,9 +887,21 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
       e->have_offset = TRUE;
       if (full)
         {
-          e->spill_absmax_at = plan->spill_size;
-          if (!spill_write (plan, e->absmax->data, e->absmax->len * sizeof (float), error))
+          /* the rest of the weight now, while the workers go on with the
+           * next tensors: the writing pass then only copies */
+          g_autoptr(GPtrArray) tail = smelt_bnb4_entry_finish (plan, e, error);
+
+          if (tail == NULL)
             return FALSE;
+          e->spill_tail_at = plan->spill_size;
+          for (guint i = 0; i < tail->len; i++)
+            {
+              GBytes *b = g_ptr_array_index (tail, i);
+
+              if (!spill_write (plan, g_bytes_get_data (b, NULL), g_bytes_get_size (b), error))
+                return FALSE;
+            }
+          e->spill_tail_len = plan->spill_size - e->spill_tail_at;
           e->spilled = TRUE;
         }
       g_clear_pointer (&e->absmax, g_array_unref);

@@ -42,7 +42,8 @@ typedef struct {
   SmeltQualityStats  stats;        /* the report's sums, writing pass */
   gboolean           spilled;      /* its codes and absmax are in the plan's spill file */
   guint64            spill_packed_at;
-  guint64            spill_absmax_at;
+  guint64            spill_tail_at;   /* the pieces after the codes */
+  guint64            spill_tail_len;
 } SmeltBnb4Entry;
 
 typedef struct {
@@ -120,8 +121,6 @@ gboolean        smelt_bnb4_entry_read_spill (SmeltBnb4Plan  *plan,
                                              guint8         *buf,
                                              gsize           len,
                                              GError        **error);
-gboolean        smelt_bnb4_entry_load_absmax (SmeltBnb4Plan  *plan,
-                                              SmeltBnb4Entry *e,
-                                              GError        **error);
+
 
 G_END_DECLS
