@@ -20,6 +20,7 @@
 #include <smelt/smelt-source.h>
 #include <smelt/smelt-destination.h>
 #include <smelt/smelt-format.h>
+#include <smelt/smelt-shard-set.h>
 #include <smelt/smelt-plugin.h>
 #include <smelt/smelt-registry.h>
 #include <smelt/smelt-recipe.h>

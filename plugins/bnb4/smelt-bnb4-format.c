@@ -82,8 +82,6 @@ struct _SmeltBnb4Format
   gboolean              scan_cache;
 
   SmeltBnb4Plan        *plan;
-  SmeltBnb4Shard       *open_shard;
-  GOutputStream        *out;
   guint                 next;          /* first plan entry not yet written */
   GBytes               *config;
 };
@@ -115,7 +113,6 @@ smelt_bnb4_format_finalize (GObject *object)
   g_strfreev (self->skip_modules);
   g_free (self->max_shard_size);
   g_clear_pointer (&self->plan, smelt_bnb4_plan_free);
-  g_clear_object (&self->out);
   g_clear_pointer (&self->config, g_bytes_unref);
   G_OBJECT_CLASS (smelt_bnb4_format_parent_class)->finalize (object);
 }
@@ -271,16 +268,7 @@ choose_dtype (SmeltBnb4Format *self,
 static void
 add_planned_files (SmeltBnb4Format *self)
 {
-  for (guint i = 0; i < self->plan->shards->len; i++)
-    {
-      SmeltBnb4Shard *s = g_ptr_array_index (self->plan->shards, i);
-
-      smelt_format_add_planned_file (SMELT_FORMAT (self), s->file_name,
-                                     self->plan->final ? (gint64) smelt_safetensors_layout_get_file_size (s->layout)
-                                                       : -1);
-    }
-  if (self->plan->shards->len > 1)
-    smelt_format_add_planned_file (SMELT_FORMAT (self), "model.safetensors.index.json", -1);
+  smelt_shard_set_plan_files (self->plan->shards, SMELT_FORMAT (self), self->plan->final);
 }
 
 static gboolean
@@ -413,85 +401,19 @@ smelt_bnb4_format_encode_rows (SmeltFormat  *format,
 
 static gboolean
 write_all (SmeltBnb4Format  *self,
+           SmeltBnb4Entry   *e,
            const void       *data,
            gsize             len,
            GCancellable     *cancellable,
            GError          **error)
 {
-  SmeltBnb4Shard *s = self->open_shard;
-
-  if (!g_output_stream_write_all (self->out, data, len, NULL, cancellable, error))
-    {
-      g_prefix_error (error, "%s: ", s->file_name);
-      return FALSE;
-    }
-  s->written += len;
-  return TRUE;
-}
-
-static gboolean
-close_shard (SmeltBnb4Format  *self,
-             GCancellable     *cancellable,
-             GError          **error)
-{
-  SmeltBnb4Shard *s = self->open_shard;
-
-  if (s == NULL)
-    return TRUE;
-  if (s->written != smelt_safetensors_layout_get_data_size (s->layout))
-    {
-      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
-                   "%s: wrote %" G_GUINT64_FORMAT " bytes of data, planned %" G_GUINT64_FORMAT,
-                   s->file_name, s->written, smelt_safetensors_layout_get_data_size (s->layout));
-      return FALSE;
-    }
-  self->open_shard = NULL;
-  if (!g_output_stream_close (self->out, cancellable, error))
-    {
-      g_prefix_error (error, "%s: ", s->file_name);
-      return FALSE;
-    }
-  g_clear_object (&self->out);
-  return TRUE;
-}
-
-static gboolean
-open_shard (SmeltBnb4Format  *self,
-            SmeltBnb4Shard   *s,
-            GCancellable     *cancellable,
-            GError          **error)
-{
-  g_autoptr(GBytes) header = NULL;
-
-  if (!close_shard (self, cancellable, error))
-    return FALSE;
-  self->out = smelt_format_create_file (SMELT_FORMAT (self), s->file_name, cancellable, error);
-  if (self->out == NULL)
-    return FALSE;
-  self->open_shard = s;
-  header = smelt_safetensors_layout_get_header (s->layout);
-  if (!g_output_stream_write_all (self->out, g_bytes_get_data (header, NULL),
-                                  g_bytes_get_size (header), NULL, cancellable, error))
-    {
-      g_prefix_error (error, "%s: ", s->file_name);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-enter_entry (SmeltBnb4Format  *self,
-             SmeltBnb4Entry   *e,
-             GCancellable     *cancellable,
-             GError          **error)
-{
-  SmeltBnb4Shard *s = g_ptr_array_index (self->plan->shards, e->shard);
-
-  return s == self->open_shard || open_shard (self, s, cancellable, error);
+  return smelt_shard_set_write (self->plan->shards, SMELT_FORMAT (self), e->shard, data, len,
+                                cancellable, error);
 }
 
 static gboolean
 write_pieces (SmeltBnb4Format  *self,
+              SmeltBnb4Entry   *e,
               GPtrArray        *pieces,
               GCancellable     *cancellable,
               GError          **error)
@@ -500,7 +422,7 @@ write_pieces (SmeltBnb4Format  *self,
     {
       GBytes *b = g_ptr_array_index (pieces, i);
 
-      if (!write_all (self, g_bytes_get_data (b, NULL), g_bytes_get_size (b), cancellable, error))
+      if (!write_all (self, e, g_bytes_get_data (b, NULL), g_bytes_get_size (b), cancellable, error))
         return FALSE;
     }
   return TRUE;
@@ -524,7 +446,7 @@ copy_spill (SmeltBnb4Format  *self,
       gsize n = MIN (len - done, SPILL_CHUNK);
 
       if (!smelt_bnb4_entry_read_spill (self->plan, e, at + done, buf, n, error) ||
-          !write_all (self, buf, n, cancellable, error))
+          !write_all (self, e, buf, n, cancellable, error))
         return FALSE;
       done += n;
     }
@@ -559,17 +481,14 @@ advance_to (SmeltBnb4Format  *self,
 
       if (e->kind == SMELT_BNB4_ENTRY_QUANT && e->spilled)
         {
-          if (!enter_entry (self, e, cancellable, error) ||
-              !write_spilled (self, e, cancellable, error))
+          if (!write_spilled (self, e, cancellable, error))
             return FALSE;
           continue;
         }
       if (e->kind != SMELT_BNB4_ENTRY_COPY)
         continue;
-      if (!enter_entry (self, e, cancellable, error))
-        return FALSE;
       pieces = smelt_bnb4_entry_copy_pieces (e);
-      if (!write_pieces (self, pieces, cancellable, error))
+      if (!write_pieces (self, e, pieces, cancellable, error))
         return FALSE;
     }
   return TRUE;
@@ -592,22 +511,21 @@ smelt_bnb4_format_write_rows (SmeltFormat   *format,
 
   if (!self->plan->final)
     return smelt_bnb4_entry_scan (self->plan, e, bytes, len, error);
-  if (!advance_to (self, e->index, cancellable, error) ||
-      !enter_entry (self, e, cancellable, error))
+  if (!advance_to (self, e->index, cancellable, error))
     return FALSE;
   if (e->kind != SMELT_BNB4_ENTRY_QUANT)
     {
       self->next = e->index + (first_row + n_rows >= smelt_tensor_get_n_rows (tensor));
-      return write_all (self, bytes, len, cancellable, error);
+      return write_all (self, e, bytes, len, cancellable, error);
     }
   pieces = smelt_bnb4_entry_take_rows (self->plan, e, bytes, len, error);
-  if (pieces == NULL || !write_pieces (self, pieces, cancellable, error))
+  if (pieces == NULL || !write_pieces (self, e, pieces, cancellable, error))
     return FALSE;
   if (e->rows_done >= smelt_tensor_get_n_rows (tensor))
     {
       g_autoptr(GPtrArray) tail = smelt_bnb4_entry_finish (self->plan, e, error);
 
-      if (tail == NULL || !write_pieces (self, tail, cancellable, error))
+      if (tail == NULL || !write_pieces (self, e, tail, cancellable, error))
         return FALSE;
       self->next = e->index + 1;
     }
@@ -624,24 +542,8 @@ smelt_bnb4_format_finish (SmeltFormat   *format,
   SmeltModel *model = smelt_source_get_model (source);
 
   if (!advance_to (self, self->plan->entries->len, cancellable, error) ||
-      !close_shard (self, cancellable, error))
+      !smelt_shard_set_finish (self->plan->shards, format, cancellable, error))
     return FALSE;
-  /* shards whose tensors were all empty were never opened */
-  for (guint i = 0; i < self->plan->shards->len; i++)
-    {
-      SmeltBnb4Shard *s = g_ptr_array_index (self->plan->shards, i);
-
-      if (s->written == 0 && smelt_safetensors_layout_get_data_size (s->layout) == 0 &&
-          (!open_shard (self, s, cancellable, error) || !close_shard (self, cancellable, error)))
-        return FALSE;
-    }
-  if (self->plan->shards->len > 1)
-    {
-      g_autoptr(GBytes) index = smelt_bnb4_plan_make_index (self->plan);
-
-      if (!smelt_format_write_file (format, "model.safetensors.index.json", index, cancellable, error))
-        return FALSE;
-    }
   if (!smelt_format_write_file (format, "config.json", self->config, cancellable, error))
     return FALSE;
   if (smelt_model_get_generation_config (model))

@@ -124,16 +124,6 @@ entry_free (gpointer data)
   g_free (e);
 }
 
-static void
-shard_free (gpointer data)
-{
-  SmeltBnb4Shard *s = data;
-
-  g_free (s->file_name);
-  g_clear_object (&s->layout);
-  g_free (s);
-}
-
 void
 smelt_bnb4_plan_free (SmeltBnb4Plan *plan)
 {
@@ -145,9 +135,7 @@ smelt_bnb4_plan_free (SmeltBnb4Plan *plan)
   g_strfreev (plan->skip_modules);
   g_ptr_array_unref (plan->entries);
   g_hash_table_unref (plan->by_name);
-  g_ptr_array_unref (plan->shards);
-  g_hash_table_unref (plan->shard_of);
-  g_ptr_array_unref (plan->names);
+  g_clear_object (&plan->shards);
   g_free (plan);
 }
 
@@ -314,18 +302,18 @@ pieces_size (GArray *pieces)
 }
 
 static gboolean
-add_to_layout (SmeltSafetensorsLayout *layout,
-               Piece                  *p,
-               GError                **error)
+add_piece_to (SmeltShardSet  *set,
+              Piece          *p,
+              GError        **error)
 {
   if (p->own != NULL)
     {
       guint n_dims;
       const guint64 *shape = smelt_tensor_get_shape (p->own, &n_dims);
 
-      return smelt_safetensors_layout_add_tensor (layout, p->name, p->dtype, shape, n_dims, error);
+      return smelt_shard_set_add_tensor (set, p->name, p->dtype, shape, n_dims, error);
     }
-  return smelt_safetensors_layout_add_tensor (layout, p->name, p->dtype, p->shape, p->n_dims, error);
+  return smelt_shard_set_add_tensor (set, p->name, p->dtype, p->shape, p->n_dims, error);
 }
 
 /* huggingface_hub's split rule, with a 4-bit weight's pieces kept in one
@@ -335,49 +323,21 @@ static gboolean
 plan_shards (SmeltBnb4Plan  *plan,
              GError        **error)
 {
-  SmeltBnb4Shard *current = NULL;
-  guint64 current_size = 0;
-
-  g_ptr_array_set_size (plan->shards, 0);
-  g_hash_table_remove_all (plan->shard_of);
-  g_ptr_array_set_size (plan->names, 0);
+  g_clear_object (&plan->shards);
+  plan->shards = smelt_shard_set_new (plan->opt.max_shard_size);
   for (guint i = 0; i < plan->entries->len; i++)
     {
       SmeltBnb4Entry *e = g_ptr_array_index (plan->entries, i);
       g_autoptr(GArray) pieces = g_array_new (FALSE, TRUE, sizeof (Piece));
-      guint64 size;
 
       g_array_set_clear_func (pieces, piece_clear);
       entry_pieces (plan, e, pieces);
-      size = pieces_size (pieces);
-      if (current == NULL || (current_size > 0 && current_size + size > plan->opt.max_shard_size))
-        {
-          current = g_new0 (SmeltBnb4Shard, 1);
-          current->layout = smelt_safetensors_layout_new ();
-          g_ptr_array_add (plan->shards, current);
-          current_size = 0;
-        }
+      e->shard = smelt_shard_set_begin_group (plan->shards, pieces_size (pieces));
       for (guint k = 0; k < pieces->len; k++)
-        {
-          Piece *p = &g_array_index (pieces, Piece, k);
-
-          if (!add_to_layout (current->layout, p, error))
-            return FALSE;
-          g_ptr_array_add (plan->names, g_strdup (p->name));
-          g_hash_table_insert (plan->shard_of, g_ptr_array_index (plan->names, plan->names->len - 1),
-                               current);
-        }
-      current_size += size;
-      e->shard = plan->shards->len - 1;
+        if (!add_piece_to (plan->shards, &g_array_index (pieces, Piece, k), error))
+          return FALSE;
     }
-  for (guint i = 0; i < plan->shards->len; i++)
-    {
-      SmeltBnb4Shard *s = g_ptr_array_index (plan->shards, i);
-
-      s->file_name = plan->shards->len == 1
-        ? g_strdup ("model.safetensors")
-        : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, plan->shards->len);
-    }
+  smelt_shard_set_close_plan (plan->shards);
   return TRUE;
 }
 
@@ -522,9 +482,6 @@ smelt_bnb4_plan_new (SmeltSource            *source,
   plan->opt.skip_modules = NULL;
   plan->entries = g_ptr_array_new_with_free_func (entry_free);
   plan->by_name = g_hash_table_new (g_str_hash, g_str_equal);
-  plan->shards = g_ptr_array_new_with_free_func (shard_free);
-  plan->shard_of = g_hash_table_new (g_str_hash, g_str_equal);
-  plan->names = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; i < smelt_source_get_n_tensors (source); i++)
     {
       SmeltTensor *t = smelt_source_get_tensor (source, i);
@@ -1067,39 +1024,6 @@ smelt_bnb4_plan_make_config (SmeltBnb4Plan *plan,
   return g_bytes_new_take (g_strconcat (out, "\n", NULL), strlen (out) + 1);
 }
 
-GBytes *
-smelt_bnb4_plan_make_index (SmeltBnb4Plan *plan)
-{
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  g_autoptr(JsonNode) root = NULL;
-  guint64 total = 0;
-  g_autofree char *text = NULL;
-
-  for (guint i = 0; i < plan->shards->len; i++)
-    total += smelt_safetensors_layout_get_data_size (((SmeltBnb4Shard *) g_ptr_array_index (plan->shards, i))->layout);
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "metadata");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "total_size");
-  json_builder_add_int_value (b, (gint64) total);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "weight_map");
-  json_builder_begin_object (b);
-  for (guint i = 0; i < plan->names->len; i++)
-    {
-      const char *name = g_ptr_array_index (plan->names, i);
-      SmeltBnb4Shard *s = g_hash_table_lookup (plan->shard_of, name);
-
-      json_builder_set_member_name (b, name);
-      json_builder_add_string_value (b, s->file_name);
-    }
-  json_builder_end_object (b);
-  json_builder_end_object (b);
-  root = json_builder_get_root (b);
-  text = smelt_json_to_string (root, TRUE, TRUE);
-  return g_bytes_new_take (g_strconcat (text, "\n", NULL), strlen (text) + 1);
-}
-
 static void
 add_totals (SmeltBnb4Plan     *plan,
             SmeltQualityStats *all,
@@ -1190,7 +1114,8 @@ smelt_bnb4_plan_summary (SmeltBnb4Plan *plan)
     g_string_append_printf (s, ", %u of them copied from the 4-bit base", plan->n_copy);
   g_string_append_printf (s, "; the rest in %s; %u shard%s",
                           smelt_bnb4_torch_dtype_name (plan->opt.dtype),
-                          plan->shards->len, plan->shards->len == 1 ? "" : "s");
+                          smelt_shard_set_get_n_shards (plan->shards),
+                          smelt_shard_set_get_n_shards (plan->shards) == 1 ? "" : "s");
   if (plan->opt.report && plan->n_quant > 0)
     {
       SmeltQualityStats all, changed;

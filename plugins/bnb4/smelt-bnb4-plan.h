@@ -47,19 +47,11 @@ typedef struct {
 } SmeltBnb4Entry;
 
 typedef struct {
-  char                   *file_name;
-  SmeltSafetensorsLayout *layout;
-  guint64                 written;
-} SmeltBnb4Shard;
-
-typedef struct {
   SmeltBnb4Options  opt;
   char            **skip_modules;
   GPtrArray        *entries;      /* SmeltBnb4Entry, in the source's order */
   GHashTable       *by_name;      /* tensor name → SmeltBnb4Entry */
-  GPtrArray        *shards;       /* SmeltBnb4Shard */
-  GHashTable       *shard_of;     /* safetensors name → SmeltBnb4Shard (borrowed) */
-  GPtrArray        *names;        /* every safetensors name, in file order */
+  SmeltShardSet    *shards;
   gboolean          final;        /* the shards are planned for good */
   int               spill_fd;     /* the scan's codes (opt.cache), or -1 */
   char             *spill_dir;
@@ -78,7 +70,6 @@ gboolean        smelt_bnb4_plan_finalize   (SmeltBnb4Plan  *plan,
 GBytes         *smelt_bnb4_plan_make_config (SmeltBnb4Plan *plan,
                                              SmeltSource   *source,
                                              const char    *compute_dtype);
-GBytes         *smelt_bnb4_plan_make_index (SmeltBnb4Plan  *plan);
 char           *smelt_bnb4_plan_summary    (SmeltBnb4Plan  *plan);
 GBytes         *smelt_bnb4_plan_make_report (SmeltBnb4Plan *plan);
 const char     *smelt_bnb4_torch_dtype_name (SmeltDType     dtype);

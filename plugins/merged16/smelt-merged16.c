@@ -39,12 +39,6 @@ smelt_merged16_dtype_get_type (void)
 #define SMELT_TYPE_MERGED16 (smelt_merged16_get_type ())
 G_DECLARE_FINAL_TYPE (SmeltMerged16, smelt_merged16, SMELT, MERGED16, SmeltFormat)
 
-typedef struct {
-  char                   *file_name;
-  SmeltSafetensorsLayout *layout;
-  guint64                 written;
-} Shard;
-
 struct _SmeltMerged16
 {
   SmeltFormat         parent_instance;
@@ -53,10 +47,7 @@ struct _SmeltMerged16
   char               *max_shard_size;
 
   SmeltDType          out_dtype;
-  GPtrArray          *shards;       /* Shard */
-  GHashTable         *shard_of;     /* tensor name -> Shard */
-  Shard              *open_shard;
-  GOutputStream      *out;
+  SmeltShardSet      *shards;
   GBytes             *config;
 };
 
@@ -72,24 +63,12 @@ static GParamSpec *properties[N_PROPS];
 G_DEFINE_FINAL_TYPE (SmeltMerged16, smelt_merged16, SMELT_TYPE_FORMAT)
 
 static void
-shard_free (gpointer data)
-{
-  Shard *s = data;
-
-  g_free (s->file_name);
-  g_clear_object (&s->layout);
-  g_free (s);
-}
-
-static void
 smelt_merged16_finalize (GObject *object)
 {
   SmeltMerged16 *self = SMELT_MERGED16 (object);
 
   g_free (self->max_shard_size);
-  g_ptr_array_unref (self->shards);
-  g_hash_table_unref (self->shard_of);
-  g_clear_object (&self->out);
+  g_clear_object (&self->shards);
   g_clear_pointer (&self->config, g_bytes_unref);
   G_OBJECT_CLASS (smelt_merged16_parent_class)->finalize (object);
 }
@@ -184,40 +163,19 @@ plan_shards (SmeltMerged16  *self,
              guint64         max_size,
              GError        **error)
 {
-  Shard *current = NULL;
-  guint64 current_size = 0;
-
+  self->shards = smelt_shard_set_new (max_size);
   for (guint i = 0; i < smelt_source_get_n_tensors (source); i++)
     {
       SmeltTensor *t = smelt_source_get_tensor (source, i);
       SmeltDType d = output_dtype (self, t);
-      guint64 size = smelt_tensor_get_n_elements (t) * smelt_dtype_get_bits (d) / 8;
       guint n_dims;
       const guint64 *shape = smelt_tensor_get_shape (t, &n_dims);
 
-      /* huggingface_hub's rule: a tensor that does not fit starts a new
-       * shard; one larger than the limit gets a shard of its own */
-      if (current == NULL || (current_size > 0 && current_size + size > max_size))
-        {
-          current = g_new0 (Shard, 1);
-          current->layout = smelt_safetensors_layout_new ();
-          g_ptr_array_add (self->shards, current);
-          current_size = 0;
-        }
-      if (!smelt_safetensors_layout_add_tensor (current->layout, smelt_tensor_get_name (t),
-                                                d, shape, n_dims, error))
+      smelt_shard_set_begin_group (self->shards, smelt_tensor_get_n_elements (t) * smelt_dtype_get_bits (d) / 8);
+      if (!smelt_shard_set_add_tensor (self->shards, smelt_tensor_get_name (t), d, shape, n_dims, error))
         return FALSE;
-      current_size += size;
-      g_hash_table_insert (self->shard_of, (gpointer) smelt_tensor_get_name (t), current);
     }
-  for (guint i = 0; i < self->shards->len; i++)
-    {
-      Shard *s = g_ptr_array_index (self->shards, i);
-
-      s->file_name = self->shards->len == 1
-        ? g_strdup ("model.safetensors")
-        : g_strdup_printf ("model-%05u-of-%05u.safetensors", i + 1, self->shards->len);
-    }
+  smelt_shard_set_close_plan (self->shards);
   return TRUE;
 }
 
@@ -239,41 +197,6 @@ make_config (SmeltMerged16 *self,
   json_object_set_string_member (config, "torch_dtype", torch_name (self->out_dtype));
   out = smelt_json_to_string (json_parser_get_root (parser), TRUE, TRUE);
   return g_bytes_new_take (g_strconcat (out, "\n", NULL), strlen (out) + 1);
-}
-
-static GBytes *
-make_index (SmeltMerged16 *self,
-            SmeltSource   *source)
-{
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  g_autoptr(JsonNode) root = NULL;
-  guint64 total = 0;
-  g_autofree char *text = NULL;
-
-  for (guint i = 0; i < self->shards->len; i++)
-    total += smelt_safetensors_layout_get_data_size (((Shard *) g_ptr_array_index (self->shards, i))->layout);
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "metadata");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "total_size");
-  json_builder_add_int_value (b, (gint64) total);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "weight_map");
-  json_builder_begin_object (b);
-  for (guint i = 0; i < smelt_source_get_n_tensors (source); i++)
-    {
-      const char *name = smelt_tensor_get_name (smelt_source_get_tensor (source, i));
-      Shard *s = g_hash_table_lookup (self->shard_of, name);
-
-      json_builder_set_member_name (b, name);
-      json_builder_add_string_value (b, s->file_name);
-    }
-  json_builder_end_object (b);
-  json_builder_end_object (b);
-  root = json_builder_get_root (b);
-  text = smelt_json_to_string (root, TRUE, TRUE);
-  return g_bytes_new_take (g_strconcat (text, "\n", NULL), strlen (text) + 1);
 }
 
 static gboolean
@@ -305,17 +228,7 @@ smelt_merged16_plan (SmeltFormat  *format,
       smelt_destination_replace_pattern (dest, "pytorch_model*.bin");
       smelt_destination_replace_pattern (dest, "pytorch_model.bin.index.json");
     }
-  for (guint i = 0; i < self->shards->len; i++)
-    {
-      Shard *s = g_ptr_array_index (self->shards, i);
-      smelt_format_add_planned_file (format, s->file_name,
-                                     smelt_safetensors_layout_get_file_size (s->layout));
-    }
-  if (self->shards->len > 1)
-    {
-      g_autoptr(GBytes) index = make_index (self, source);
-      smelt_format_add_planned_file (format, "model.safetensors.index.json", g_bytes_get_size (index));
-    }
+  smelt_shard_set_plan_files (self->shards, format, TRUE);
   self->config = make_config (self, source);
   smelt_format_add_planned_file (format, "config.json", g_bytes_get_size (self->config));
   if (smelt_model_get_generation_config (smelt_source_get_model (source)))
@@ -402,56 +315,6 @@ smelt_merged16_encode_rows (SmeltFormat  *format,
 }
 
 static gboolean
-close_shard (SmeltMerged16  *self,
-             GCancellable   *cancellable,
-             GError        **error)
-{
-  Shard *s = self->open_shard;
-
-  if (s == NULL)
-    return TRUE;
-  if (s->written != smelt_safetensors_layout_get_data_size (s->layout))
-    {
-      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
-                   "%s: wrote %" G_GUINT64_FORMAT " bytes of data, planned %" G_GUINT64_FORMAT,
-                   s->file_name, s->written, smelt_safetensors_layout_get_data_size (s->layout));
-      return FALSE;
-    }
-  self->open_shard = NULL;
-  if (!g_output_stream_close (self->out, cancellable, error))
-    {
-      g_prefix_error (error, "%s: ", s->file_name);
-      return FALSE;
-    }
-  g_clear_object (&self->out);
-  return TRUE;
-}
-
-static gboolean
-open_shard (SmeltMerged16  *self,
-            Shard          *s,
-            GCancellable   *cancellable,
-            GError        **error)
-{
-  g_autoptr(GBytes) header = NULL;
-
-  if (!close_shard (self, cancellable, error))
-    return FALSE;
-  self->out = smelt_format_create_file (SMELT_FORMAT (self), s->file_name, cancellable, error);
-  if (self->out == NULL)
-    return FALSE;
-  self->open_shard = s;
-  header = smelt_safetensors_layout_get_header (s->layout);
-  if (!g_output_stream_write_all (self->out, g_bytes_get_data (header, NULL),
-                                  g_bytes_get_size (header), NULL, cancellable, error))
-    {
-      g_prefix_error (error, "%s: ", s->file_name);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
 smelt_merged16_write_rows (SmeltFormat   *format,
                            SmeltTensor   *tensor,
                            guint64        first_row,
@@ -461,19 +324,11 @@ smelt_merged16_write_rows (SmeltFormat   *format,
                            GError       **error)
 {
   SmeltMerged16 *self = SMELT_MERGED16 (format);
-  Shard *s = g_hash_table_lookup (self->shard_of, smelt_tensor_get_name (tensor));
+  int shard = smelt_shard_set_lookup (self->shards, smelt_tensor_get_name (tensor));
   gsize len;
   const guint8 *bytes = g_bytes_get_data (data, &len);
 
-  if (s != self->open_shard && !open_shard (self, s, cancellable, error))
-    return FALSE;
-  if (!g_output_stream_write_all (self->out, bytes, len, NULL, cancellable, error))
-    {
-      g_prefix_error (error, "%s: ", s->file_name);
-      return FALSE;
-    }
-  s->written += len;
-  return TRUE;
+  return smelt_shard_set_write (self->shards, format, shard, bytes, len, cancellable, error);
 }
 
 static gboolean
@@ -485,24 +340,8 @@ smelt_merged16_finish (SmeltFormat   *format,
   SmeltSource *source = smelt_format_get_source (format);
   SmeltModel *model = smelt_source_get_model (source);
 
-  if (!close_shard (self, cancellable, error))
+  if (!smelt_shard_set_finish (self->shards, format, cancellable, error))
     return FALSE;
-  /* shards whose tensors were all empty were never opened */
-  for (guint i = 0; i < self->shards->len; i++)
-    {
-      Shard *s = g_ptr_array_index (self->shards, i);
-
-      if (s->written == 0 && smelt_safetensors_layout_get_data_size (s->layout) == 0 &&
-          (!open_shard (self, s, cancellable, error) || !close_shard (self, cancellable, error)))
-        return FALSE;
-    }
-  if (self->shards->len > 1)
-    {
-      g_autoptr(GBytes) index = make_index (self, source);
-
-      if (!smelt_format_write_file (format, "model.safetensors.index.json", index, cancellable, error))
-        return FALSE;
-    }
   if (!smelt_format_write_file (format, "config.json", self->config, cancellable, error))
     return FALSE;
   if (smelt_model_get_generation_config (model))
@@ -547,8 +386,6 @@ static void
 smelt_merged16_init (SmeltMerged16 *self)
 {
   self->max_shard_size = g_strdup ("5GB");
-  self->shards = g_ptr_array_new_with_free_func (shard_free);
-  self->shard_of = g_hash_table_new (g_str_hash, g_str_equal);
 }
 
 static gboolean
