@@ -632,6 +632,101 @@ quantize_dynamic (const float *code,
   return (guint8) (x < (lower + val) * 0.5f ? lower_pivot : pivot);
 }
 
+#ifdef HAVE_X86
+/* Eight searches at once: the same steps, float comparisons and midpoint
+ * arithmetic in every lane, the table read by gathers. */
+__attribute__ ((target ("avx2"))) static void
+quantize_dynamic_x8 (const float *code,
+                     const float *x8,
+                     guint8      *out)
+{
+  const __m256 x = _mm256_loadu_ps (x8);
+  const __m256 half = _mm256_set1_ps (0.5f);
+  __m256i pivot = _mm256_set1_epi32 (127);
+  __m256i upper_pivot = _mm256_set1_epi32 (255);
+  __m256i lower_pivot = _mm256_setzero_si256 ();
+  __m256 lower = _mm256_set1_ps (-1.0f), upper = _mm256_set1_ps (1.0f);
+  __m256 val = _mm256_i32gather_ps (code, pivot, 4);
+  __m256 gt, mid;
+  __m256i gti, res, up, down;
+  guint32 lanes[8];
+
+  for (int i = 64; i > 0; i >>= 1)
+    {
+      __m256i step = _mm256_set1_epi32 (i);
+
+      gt = _mm256_cmp_ps (x, val, _CMP_GT_OQ);
+      gti = _mm256_castps_si256 (gt);
+      lower_pivot = _mm256_blendv_epi8 (lower_pivot, pivot, gti);
+      lower = _mm256_blendv_ps (lower, val, gt);
+      upper_pivot = _mm256_blendv_epi8 (pivot, upper_pivot, gti);
+      upper = _mm256_blendv_ps (val, upper, gt);
+      pivot = _mm256_blendv_epi8 (_mm256_sub_epi32 (pivot, step), _mm256_add_epi32 (pivot, step), gti);
+      val = _mm256_i32gather_ps (code, pivot, 4);
+    }
+  upper = _mm256_blendv_ps (upper, _mm256_set1_ps (code[255]),
+                            _mm256_castsi256_ps (_mm256_cmpeq_epi32 (upper_pivot, _mm256_set1_epi32 (255))));
+  lower = _mm256_blendv_ps (lower, _mm256_set1_ps (code[0]),
+                            _mm256_castsi256_ps (_mm256_cmpeq_epi32 (lower_pivot, _mm256_setzero_si256 ())));
+  gt = _mm256_cmp_ps (x, val, _CMP_GT_OQ);
+  mid = _mm256_mul_ps (_mm256_add_ps (upper, val), half);
+  up = _mm256_blendv_epi8 (pivot, upper_pivot, _mm256_castps_si256 (_mm256_cmp_ps (x, mid, _CMP_GT_OQ)));
+  mid = _mm256_mul_ps (_mm256_add_ps (lower, val), half);
+  down = _mm256_blendv_epi8 (pivot, lower_pivot, _mm256_castps_si256 (_mm256_cmp_ps (x, mid, _CMP_LT_OQ)));
+  res = _mm256_blendv_epi8 (down, up, _mm256_castps_si256 (gt));
+  _mm256_storeu_si256 ((__m256i *) lanes, res);
+  for (guint k = 0; k < 8; k++)
+    out[k] = (guint8) lanes[k];
+}
+#endif
+
+/* The nested codes of one 256-block: the scaled values, then the search. */
+static void
+quantize_nested_block (SmeltSimdLevel  level,
+                       const float    *map,
+                       const float    *absmax,
+                       gsize           len,
+                       float           offset,
+                       float           inv,
+                       guint8         *codes)
+{
+  float scaled[SMELT_BNB4_NESTED_BLOCKSIZE];
+  gsize i = 0;
+
+  for (gsize k = 0; k < len; k++)
+    scaled[k] = (absmax[k] - offset) * inv;
+#ifdef HAVE_X86
+  if (use_avx2 (level))
+    for (; i + 8 <= len; i += 8)
+      quantize_dynamic_x8 (map, scaled + i, codes + i);
+#endif
+  for (; i < len; i++)
+    codes[i] = quantize_dynamic (map, scaled[i]);
+}
+
+void
+_smelt_bnb4_quantize_nested_at (SmeltSimdLevel  level,
+                                const float    *absmax,
+                                gsize           n_blocks,
+                                float           offset,
+                                guint8         *codes,
+                                float          *nested_absmax)
+{
+  const float *map = dynamic_map ();
+
+  for (gsize b = 0; b * SMELT_BNB4_NESTED_BLOCKSIZE < n_blocks; b++)
+    {
+      gsize start = b * SMELT_BNB4_NESTED_BLOCKSIZE;
+      gsize len = MIN ((gsize) SMELT_BNB4_NESTED_BLOCKSIZE, n_blocks - start);
+      float amax = 0.0f;
+
+      for (gsize i = 0; i < len; i++)
+        amax = fmaxf (amax, fabsf (absmax[start + i] - offset));
+      nested_absmax[b] = amax;
+      quantize_nested_block (level, map, absmax + start, len, offset, 1.0f / amax, codes + start);
+    }
+}
+
 /**
  * smelt_bnb4_quantize_nested:
  * @absmax: (array length=n_blocks): the 4-bit blocks' absmax values
@@ -651,21 +746,7 @@ smelt_bnb4_quantize_nested (const float *absmax,
                             guint8      *codes,
                             float       *nested_absmax)
 {
-  const float *map = dynamic_map ();
-
-  for (gsize b = 0; b * SMELT_BNB4_NESTED_BLOCKSIZE < n_blocks; b++)
-    {
-      gsize start = b * SMELT_BNB4_NESTED_BLOCKSIZE;
-      gsize len = MIN ((gsize) SMELT_BNB4_NESTED_BLOCKSIZE, n_blocks - start);
-      float amax = 0.0f, inv;
-
-      for (gsize i = 0; i < len; i++)
-        amax = fmaxf (amax, fabsf (absmax[start + i] - offset));
-      nested_absmax[b] = amax;
-      inv = 1.0f / amax;
-      for (gsize i = 0; i < len; i++)
-        codes[start + i] = quantize_dynamic (map, (absmax[start + i] - offset) * inv);
-    }
+  _smelt_bnb4_quantize_nested_at (_smelt_simd_level (), absmax, n_blocks, offset, codes, nested_absmax);
 }
 
 /**
