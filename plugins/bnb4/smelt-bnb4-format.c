@@ -510,7 +510,7 @@ smelt_bnb4_format_write_rows (SmeltFormat   *format,
   const guint8 *bytes = g_bytes_get_data (data, &len);
 
   if (!self->plan->final)
-    return smelt_bnb4_entry_scan (self->plan, e, bytes, len, error);
+    return smelt_bnb4_entry_scan (self->plan, e, data, error);
   if (!advance_to (self, e->index, cancellable, error))
     return FALSE;
   if (e->kind != SMELT_BNB4_ENTRY_QUANT)
@@ -518,7 +518,7 @@ smelt_bnb4_format_write_rows (SmeltFormat   *format,
       self->next = e->index + (first_row + n_rows >= smelt_tensor_get_n_rows (tensor));
       return write_all (self, e, bytes, len, cancellable, error);
     }
-  pieces = smelt_bnb4_entry_take_rows (self->plan, e, bytes, len, error);
+  pieces = smelt_bnb4_entry_take_rows (self->plan, e, data, error);
   if (pieces == NULL || !write_pieces (self, e, pieces, cancellable, error))
     return FALSE;
   if (e->rows_done >= smelt_tensor_get_n_rows (tensor))

@@ -760,12 +760,13 @@ smelt_bnb4_encode_quant (SmeltBnb4Plan  *plan,
 static gboolean
 walk_slices (SmeltBnb4Plan  *plan,
              SmeltBnb4Entry *e,
-             const guint8   *data,
-             gsize           len,
+             GBytes         *bytes,
              gboolean        scanning,
              GPtrArray      *pieces,
              GError        **error)
 {
+  gsize len;
+  const guint8 *data = g_bytes_get_data (bytes, &len);
   gsize pos = 0;
 
   while (pos < len)
@@ -781,8 +782,9 @@ walk_slices (SmeltBnb4Plan  *plan,
       packed_len = scanning ? 0 : (n + 1) / 2;
       if (len - pos - 8 < packed_len + nb * 4 + stats_len)
         break;
+      /* views of the job's buffer, not copies */
       if (pieces != NULL)
-        g_ptr_array_add (pieces, g_bytes_new (data + pos + 8, packed_len));
+        g_ptr_array_add (pieces, g_bytes_new_from_bytes (bytes, pos + 8, packed_len));
       g_array_append_vals (e->absmax, data + pos + 8 + packed_len, nb);
       if (stats_len > 0)
         {
@@ -818,8 +820,7 @@ start_entry (SmeltBnb4Entry *e)
 gboolean
 smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
                        SmeltBnb4Entry *e,
-                       const guint8   *data,
-                       gsize           len,
+                       GBytes         *data,
                        GError        **error)
 {
   gboolean full = smelt_bnb4_plan_scans_fully (plan);
@@ -829,7 +830,7 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
   start_entry (e);
   if (full && e->elements_done == 0)
     e->spill_packed_at = plan->spill_size;
-  if (!walk_slices (plan, e, data, len, !full, pieces, error))
+  if (!walk_slices (plan, e, data, !full, pieces, error))
     return FALSE;
   for (guint i = 0; pieces && i < pieces->len; i++)
     {
@@ -869,14 +870,13 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
 GPtrArray *
 smelt_bnb4_entry_take_rows (SmeltBnb4Plan  *plan,
                             SmeltBnb4Entry *e,
-                            const guint8   *data,
-                            gsize           len,
+                            GBytes         *data,
                             GError        **error)
 {
   g_autoptr(GPtrArray) pieces = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
 
   start_entry (e);
-  if (!walk_slices (plan, e, data, len, FALSE, pieces, error))
+  if (!walk_slices (plan, e, data, FALSE, pieces, error))
     return NULL;
   return g_steal_pointer (&pieces);
 }

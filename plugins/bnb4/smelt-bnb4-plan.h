@@ -93,13 +93,11 @@ gboolean        smelt_bnb4_encode_quant    (SmeltBnb4Plan  *plan,
                                             GError        **error);
 gboolean        smelt_bnb4_entry_scan      (SmeltBnb4Plan  *plan,
                                             SmeltBnb4Entry *e,
-                                            const guint8   *data,
-                                            gsize           len,
+                                            GBytes         *data,
                                             GError        **error);
 GPtrArray      *smelt_bnb4_entry_take_rows (SmeltBnb4Plan  *plan,
                                             SmeltBnb4Entry *e,
-                                            const guint8   *data,
-                                            gsize           len,
+                                            GBytes         *data,
                                             GError        **error);
 GPtrArray      *smelt_bnb4_entry_finish    (SmeltBnb4Plan  *plan,
                                             SmeltBnb4Entry *e,
