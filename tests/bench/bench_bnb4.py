@@ -46,17 +46,6 @@ def recipe(path, model, adapter, out, options):
                 % (model, adapter, out, "".join("%s=%s\n" % kv for kv in options.items())))
 
 
-def measure(cmd, env, runs, before):
-    results = []
-    for _ in range(runs):
-        before()
-        secs, rss, rc, tail = bm.run_measured(cmd, env)
-        if rc != 0:
-            sys.exit("%s failed:\n%s" % (os.path.basename(cmd[0]), tail))
-        results.append((secs, rss))
-    return min(r[0] for r in results), max(r[1] for r in results)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smelt", required=True)
@@ -87,19 +76,12 @@ def main(argv=None):
         def before(out=out):
             shutil.rmtree(out, ignore_errors=True)
             bm.warm_cache(shards)
-        res = measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
+        res = bm.measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
         rows.append((label, res, bm.dir_bytes(out)))
         outs.append(out)
 
     copy_dir = os.path.join(work, "out-copy")
-
-    def before_copy():
-        shutil.rmtree(copy_dir, ignore_errors=True)
-        os.makedirs(copy_dir)
-        bm.warm_cache(shards)
-    cmd = [sys.executable, "-c", "import shutil,sys\nfor s in sys.argv[2:]: "
-           "shutil.copyfile(s, sys.argv[1] + '/' + s.rsplit('/',1)[1])", copy_dir] + shards
-    copy = measure(cmd, None, args.runs, before_copy)
+    copy = bm.measure_copy(shards, copy_dir, args.runs)
     rows.append(("(d) copy of the base", copy, bm.dir_bytes(copy_dir)))
 
     print("\nmodel: %s, %.2f GB of %s weights, adapter rank %d; %d cores" % (

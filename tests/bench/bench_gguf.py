@@ -75,12 +75,6 @@ def recipe(path, model, adapter, out, types, report=False):
                    "true" if report else "false"))
 
 
-def best(results):
-    secs = min(r[0] for r in results)
-    rss = max(r[1] for r in results)
-    return secs, rss
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smelt", required=True)
@@ -106,30 +100,17 @@ def main(argv=None):
         out = os.path.join(work, "out-" + types.replace(";", "-"))
         rec = os.path.join(work, "bench-%s.smelt" % types.replace(";", "-"))
         recipe(rec, model, adapter, out, types)
-        results = []
-        for _ in range(args.runs):
+
+        def before(out=out):
             shutil.rmtree(out, ignore_errors=True)
             bm.warm_cache(shards)
-            secs, rss, rc, tail = bm.run_measured([args.smelt, "run", rec, "--progress=none"] + jobs, env)
-            if rc != 0:
-                sys.exit("smelt failed:\n" + tail)
-            results.append((secs, rss))
-        rows.append((label, best(results), bm.dir_bytes(out)))
+        res = bm.measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
+        rows.append((label, res, bm.dir_bytes(out)))
         outs.append(out)
 
     copy_dir = os.path.join(work, "out-copy")
-    results = []
-    for _ in range(args.runs):
-        shutil.rmtree(copy_dir, ignore_errors=True)
-        os.makedirs(copy_dir)
-        bm.warm_cache(shards)
-        cmd = [sys.executable, "-c", "import shutil,sys\nfor s in sys.argv[2:]: "
-               "shutil.copyfile(s, sys.argv[1] + '/' + s.rsplit('/',1)[1])", copy_dir] + shards
-        secs, rss, rc, tail = bm.run_measured(cmd)
-        if rc != 0:
-            sys.exit("copy failed:\n" + tail)
-        results.append((secs, rss))
-    rows.append(("copy of the base", best(results), bm.dir_bytes(copy_dir)))
+    copy = bm.measure_copy(shards, copy_dir, args.runs)
+    rows.append(("copy of the base", copy, bm.dir_bytes(copy_dir)))
 
     copy_secs = rows[-1][1][0]
     print("\nmodel: %s, %.2f GB of %s weights, adapter rank %d" % (

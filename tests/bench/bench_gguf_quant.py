@@ -49,20 +49,6 @@ import bench_merge as bm  # noqa: E402
 import bench_gguf as bg  # noqa: E402
 
 
-def measure(cmd, env, runs, before=None):
-    """Best wall time and max peak RSS of cmd over runs; before() runs
-    first each time (clears the output, warms the cache)."""
-    results = []
-    for _ in range(runs):
-        if before:
-            before()
-        secs, rss, rc, tail = bm.run_measured(cmd, env)
-        if rc != 0:
-            sys.exit("%s failed:\n%s" % (os.path.basename(cmd[0]), tail))
-        results.append((secs, rss))
-    return bg.best(results)
-
-
 def only_gguf(out):
     files = [f for f in os.listdir(out) if f.endswith(".gguf")]
     if len(files) != 1:
@@ -101,7 +87,7 @@ def main(argv=None):
         def before():
             shutil.rmtree(out, ignore_errors=True)
             bm.warm_cache(shards)
-        res = measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
+        res = bm.measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
         return res, out
 
     rows = []
@@ -119,7 +105,7 @@ def main(argv=None):
         def before():
             shutil.rmtree(out, ignore_errors=True)
             bm.warm_cache([f16_file])
-        res = measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
+        res = bm.measure([args.smelt, "run", rec, "--progress=none"] + jobs, env, args.runs, before)
         return res, out
 
     lq_out = os.path.join(work, "out-llama-quantize")
@@ -132,7 +118,7 @@ def main(argv=None):
             if os.path.exists(path):
                 os.unlink(path)
             bm.warm_cache([f16_file])
-        return measure([args.harness, "model-quantize", f16_file, path, ftype], None,
+        return bm.measure([args.harness, "model-quantize", f16_file, path, ftype], None,
                        args.runs, before), path
 
     (rq4, rq4_out) = smelt_requant("q4_k_m")
@@ -159,14 +145,7 @@ def main(argv=None):
                  os.path.getsize(lq_file) + os.path.getsize(lq8_file)))
 
     copy_dir = os.path.join(work, "out-copy")
-
-    def before_copy():
-        shutil.rmtree(copy_dir, ignore_errors=True)
-        os.makedirs(copy_dir)
-        bm.warm_cache(shards)
-    cmd = [sys.executable, "-c", "import shutil,sys\nfor s in sys.argv[2:]: "
-           "shutil.copyfile(s, sys.argv[1] + '/' + s.rsplit('/',1)[1])", copy_dir] + shards
-    copy = measure(cmd, None, args.runs, before_copy)
+    copy = bm.measure_copy(shards, copy_dir, args.runs)
     rows.append(("(c) copy of the base", copy, bm.dir_bytes(copy_dir)))
 
     copy_secs = copy[0]

@@ -149,6 +149,32 @@ def run_measured(cmd, env=None):
     return r["seconds"], r["maxrss_kib"] / 1024.0, r["rc"], tail
 
 
+def measure(cmd, env, runs, before=None):
+    """Best wall time and max peak RSS of cmd over runs; before() runs
+    first each time (clears the output, warms the cache)."""
+    results = []
+    for _ in range(runs):
+        if before:
+            before()
+        secs, rss, rc, tail = run_measured(cmd, env)
+        if rc != 0:
+            sys.exit("%s failed:\n%s" % (os.path.basename(cmd[0]), tail))
+        results.append((secs, rss))
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def measure_copy(shards, copy_dir, runs):
+    """measure() of a plain copy of the shards into copy_dir (the
+    yardstick every benchmark prints), with a warm page cache."""
+    def before():
+        shutil.rmtree(copy_dir, ignore_errors=True)
+        os.makedirs(copy_dir)
+        warm_cache(shards)
+    cmd = [sys.executable, "-c", "import shutil,sys\nfor s in sys.argv[2:]: "
+           "shutil.copyfile(s, sys.argv[1] + '/' + s.rsplit('/',1)[1])", copy_dir] + list(shards)
+    return measure(cmd, None, runs, before)
+
+
 def smelt_env(smelt):
     """SMELT_PLUGIN_PATH guessed from the build tree when unset."""
     env = dict(os.environ)
