@@ -122,3 +122,42 @@ smelt_find_overflow (const float *values,
     return -1;
   return find_at_or_above (values, n, threshold_for (dtype));
 }
+
+/**
+ * smelt_check_rows_fit:
+ * @name: the tensor's name, for the message
+ * @rows: (array length=n): float32 rows
+ * @n: how many values
+ * @row_len: values per row
+ * @first_row: the tensor row @rows starts at
+ * @dtype: the 16-bit type the rows are about to become
+ * @error: return location for a #GError
+ *
+ * Checks that every value of @rows fits @dtype (see smelt_find_overflow());
+ * the error names the tensor, the value, its row and column, and suggests
+ * `DType=bf16` for float16.
+ *
+ * Returns: %TRUE if they all fit
+ */
+gboolean
+smelt_check_rows_fit (const char   *name,
+                      const float  *rows,
+                      gsize         n,
+                      guint64       row_len,
+                      guint64       first_row,
+                      SmeltDType    dtype,
+                      GError      **error)
+{
+  gssize i = smelt_find_overflow (rows, n, dtype);
+
+  if (i < 0)
+    return TRUE;
+  row_len = MAX (row_len, 1);
+  g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
+               "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
+               " does not fit in %s%s", name, rows[i],
+               first_row + i / row_len, (guint64) (i % row_len),
+               dtype == SMELT_DTYPE_F16 ? "float16 (largest 65504)" : "bfloat16",
+               dtype == SMELT_DTYPE_F16 ? "; use DType=bf16" : "");
+  return FALSE;
+}

@@ -107,5 +107,13 @@ SMELT_AVAILABLE_IN_ALL
 gssize smelt_find_overflow   (const float *values,
                               gsize        n,
                               SmeltDType   dtype);
+SMELT_AVAILABLE_IN_ALL
+gboolean smelt_check_rows_fit (const char  *name,
+                               const float *rows,
+                               gsize        n,
+                               guint64      row_len,
+                               guint64      first_row,
+                               SmeltDType   dtype,
+                               GError     **error);
 
 G_END_DECLS

@@ -572,16 +572,8 @@ check_overflow (SmeltBnb4Plan  *plan,
                    first_row + i / e->row_len, (guint64) (i % e->row_len));
       return FALSE;
     }
-  i = smelt_find_overflow (rows, n, plan->opt.dtype);
-  if (i < 0)
-    return TRUE;
-  g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
-               "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
-               " does not fit in %s%s", smelt_tensor_get_name (e->tensor), rows[i],
-               first_row + i / e->row_len, (guint64) (i % e->row_len),
-               plan->opt.dtype == SMELT_DTYPE_F16 ? "float16 (largest 65504)" : "bfloat16",
-               plan->opt.dtype == SMELT_DTYPE_F16 ? "; use DType=bf16" : "");
-  return FALSE;
+  return smelt_check_rows_fit (smelt_tensor_get_name (e->tensor), rows, n, e->row_len, first_row,
+                               plan->opt.dtype, error);
 }
 
 gboolean

@@ -271,29 +271,6 @@ smelt_merged16_wants_rows (SmeltFormat *format,
   return SMELT_ROWS_F32;
 }
 
-/* A value that rounds to infinity is an error, never a silent inf. */
-static gboolean
-check_overflow (SmeltTensor  *tensor,
-                SmeltDType    dtype,
-                guint64       first_row,
-                const float  *rows,
-                gsize         n,
-                GError      **error)
-{
-  guint64 row_len = MAX (smelt_tensor_get_row_length (tensor), 1);
-  gssize i = smelt_find_overflow (rows, n, dtype);
-
-  if (i < 0)
-    return TRUE;
-  g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
-               "%s: value %g at row %" G_GUINT64_FORMAT ", column %" G_GUINT64_FORMAT
-               " does not fit in %s%s", smelt_tensor_get_name (tensor), rows[i],
-               first_row + i / row_len, (guint64) (i % row_len),
-               dtype == SMELT_DTYPE_F16 ? "float16 (largest 65504)" : "bfloat16",
-               dtype == SMELT_DTYPE_F16 ? "; use DType=bf16" : "");
-  return FALSE;
-}
-
 static gboolean
 smelt_merged16_encode_rows (SmeltFormat  *format,
                             SmeltTensor  *tensor,
@@ -307,7 +284,9 @@ smelt_merged16_encode_rows (SmeltFormat  *format,
   gsize n = n_rows * smelt_tensor_get_row_length (tensor);
   guint old_len = out->len;
 
-  if (!check_overflow (tensor, self->out_dtype, first_row, rows, n, error))
+  /* a value that rounds to infinity is an error, never a silent inf */
+  if (!smelt_check_rows_fit (smelt_tensor_get_name (tensor), rows, n,
+                             smelt_tensor_get_row_length (tensor), first_row, self->out_dtype, error))
     return FALSE;
   g_byte_array_set_size (out, old_len + n * 2);
   smelt_convert (SMELT_DTYPE_F32, rows, self->out_dtype, out->data + old_len, n, NULL);
