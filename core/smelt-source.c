@@ -1081,3 +1081,72 @@ smelt_source_get_tokenizer_path (SmeltSource *self,
   g_return_val_if_fail (SMELT_IS_SOURCE (self), NULL);
   return g_hash_table_lookup (self->tokenizer_paths, name);
 }
+
+/**
+ * smelt_source_get_base_tensor:
+ * @self: a #SmeltSource
+ * @tensor: a tensor of @self
+ *
+ * The base model's own tensor of the same name and shape: the weights
+ * before the adapters, for reports that compare the two. An adapter that
+ * resizes a tensor (a grown vocabulary) leaves nothing to compare with.
+ *
+ * Returns: (transfer none) (nullable): the base tensor, or %NULL
+ */
+SmeltTensor *
+smelt_source_get_base_tensor (SmeltSource *self,
+                              SmeltTensor *tensor)
+{
+  SmeltTensor *base;
+  guint na, nb;
+  const guint64 *a, *b;
+
+  g_return_val_if_fail (SMELT_IS_SOURCE (self), NULL);
+  base = smelt_model_lookup_tensor (self->model, smelt_tensor_get_name (tensor));
+  if (base == NULL)
+    return NULL;
+  a = smelt_tensor_get_shape (tensor, &na);
+  b = smelt_tensor_get_shape (base, &nb);
+  return na == nb && memcmp (a, b, na * sizeof *a) == 0 ? base : NULL;
+}
+
+/**
+ * smelt_source_make_config_json:
+ * @self: a #SmeltSource
+ * @torch_dtype: the `torch_dtype` of the written weights ("bfloat16", …)
+ * @quantization_config: (nullable): the `quantization_config` to write,
+ *   or %NULL for none
+ *
+ * The merged model's config.json as save_pretrained writes it (indent 2,
+ * keys sorted, a final newline): @self's configuration with `torch_dtype`
+ * set, transformers v5's `dtype` dropped, and any `quantization_config`
+ * replaced by @quantization_config.
+ *
+ * Returns: (transfer full): the file's contents
+ */
+GBytes *
+smelt_source_make_config_json (SmeltSource *self,
+                               const char  *torch_dtype,
+                               JsonNode    *quantization_config)
+{
+  g_autoptr(JsonNode) node = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  JsonObject *config;
+  g_autofree char *out = NULL;
+
+  g_return_val_if_fail (SMELT_IS_SOURCE (self), NULL);
+
+  /* edit a copy: the source's config is shared by every export */
+  node = json_node_init_object (json_node_alloc (), smelt_source_get_config (self));
+  text = smelt_json_to_string (node, FALSE, FALSE);
+  json_parser_load_from_data (parser, text, -1, NULL);
+  config = json_node_get_object (json_parser_get_root (parser));
+  json_object_remove_member (config, "quantization_config");
+  json_object_remove_member (config, "dtype");
+  json_object_set_string_member (config, "torch_dtype", torch_dtype);
+  if (quantization_config != NULL)
+    json_object_set_member (config, "quantization_config", json_node_copy (quantization_config));
+  out = smelt_json_to_string (json_parser_get_root (parser), TRUE, TRUE);
+  return g_bytes_new_take (g_strconcat (out, "\n", NULL), strlen (out) + 1);
+}

@@ -55,5 +55,12 @@ const char * const *smelt_source_get_tokenizer_files (SmeltSource *self);
 SMELT_AVAILABLE_IN_ALL
 const char   *smelt_source_get_tokenizer_path (SmeltSource *self,
                                                const char  *name);
+SMELT_AVAILABLE_IN_ALL
+SmeltTensor  *smelt_source_get_base_tensor  (SmeltSource   *self,
+                                             SmeltTensor   *tensor);
+SMELT_AVAILABLE_IN_ALL
+GBytes       *smelt_source_make_config_json (SmeltSource   *self,
+                                             const char    *torch_dtype,
+                                             JsonNode      *quantization_config);
 
 G_END_DECLS

@@ -362,24 +362,6 @@ check_architecture (SmeltSource  *source,
   return TRUE;
 }
 
-/* The base's own weight of the same name and shape (an adapter that
- * resizes a weight leaves nothing to compare with). */
-static SmeltTensor *
-base_of (SmeltSource *source,
-         SmeltTensor *t)
-{
-  SmeltTensor *base = smelt_model_lookup_tensor (smelt_source_get_model (source),
-                                                 smelt_tensor_get_name (t));
-  guint na, nb;
-  const guint64 *a, *b;
-
-  if (base == NULL)
-    return NULL;
-  a = smelt_tensor_get_shape (t, &na);
-  b = smelt_tensor_get_shape (base, &nb);
-  return na == nb && memcmp (a, b, na * sizeof *a) == 0 ? base : NULL;
-}
-
 /* The scan pass quantizes everything and keeps the codes in a temporary
  * file, so that the writing pass copies them instead of reading and
  * merging the weights a second time. The file is unlinked at once: it
@@ -493,7 +475,7 @@ smelt_bnb4_plan_new (SmeltSource            *source,
       e->n = smelt_tensor_get_n_elements (t);
       e->row_len = MAX (smelt_tensor_get_row_length (t), 1);
       if (opt->report && e->kind == SMELT_BNB4_ENTRY_QUANT && smelt_tensor_is_modified (t))
-        e->base = base_of (source, t);
+        e->base = smelt_source_get_base_tensor (source, t);
       plan->n_quant += e->kind == SMELT_BNB4_ENTRY_QUANT;
       plan->n_copy += e->kind == SMELT_BNB4_ENTRY_COPY;
       g_ptr_array_add (plan->entries, e);
@@ -1000,20 +982,9 @@ smelt_bnb4_plan_make_config (SmeltBnb4Plan *plan,
                              SmeltSource   *source,
                              const char    *compute_dtype)
 {
-  g_autoptr(JsonNode) node = json_node_init_object (json_node_alloc (), smelt_source_get_config (source));
-  g_autofree char *text = smelt_json_to_string (node, FALSE, FALSE);
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  JsonObject *config;
-  g_autofree char *out = NULL;
+  g_autoptr(JsonNode) q = quantization_config (plan, compute_dtype);
 
-  /* edit a copy: the source's config is shared by every export */
-  json_parser_load_from_data (parser, text, -1, NULL);
-  config = json_node_get_object (json_parser_get_root (parser));
-  json_object_remove_member (config, "dtype");
-  json_object_set_string_member (config, "torch_dtype", smelt_bnb4_torch_dtype_name (plan->opt.dtype));
-  json_object_set_member (config, "quantization_config", quantization_config (plan, compute_dtype));
-  out = smelt_json_to_string (json_parser_get_root (parser), TRUE, TRUE);
-  return g_bytes_new_take (g_strconcat (out, "\n", NULL), strlen (out) + 1);
+  return smelt_source_make_config_json (source, smelt_bnb4_torch_dtype_name (plan->opt.dtype), q);
 }
 
 static void

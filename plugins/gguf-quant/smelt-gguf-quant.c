@@ -881,19 +881,6 @@ make_template (SmeltGgufQuant *self,
   return layout;
 }
 
-/* @base has the shape of @merged (an adapter that resizes the
- * embedding changes it: then there is no W to compare with). */
-static gboolean
-same_shape (SmeltTensor *merged,
-            SmeltTensor *base)
-{
-  guint n_a, n_b;
-  const guint64 *a = smelt_tensor_get_shape (merged, &n_a);
-  const guint64 *b = smelt_tensor_get_shape (base, &n_b);
-
-  return n_a == n_b && memcmp (a, b, n_a * sizeof *a) == 0;
-}
-
 /* The report needs, for each tensor the adapters change, the base
  * model's own tensor of the same name and shape: its rows, quantized
  * alone, are the Q(W) that Q(W + Δ) is compared with. */
@@ -903,20 +890,14 @@ plan_report (SmeltGgufQuant *self,
              const char     *stem)
 {
   GPtrArray *tensors = self->plan->tensors;
-  SmeltModel *model = smelt_source_get_model (source);
 
   self->base_of = g_new0 (SmeltTensor *, tensors->len);
   for (guint i = 0; i < tensors->len; i++)
     {
       SmeltGgufTensor *t = g_ptr_array_index (tensors, i);
 
-      SmeltTensor *base;
-
-      if (t->tensor == NULL || !smelt_tensor_is_modified (t->tensor))
-        continue;
-      base = smelt_model_lookup_tensor (model, smelt_tensor_get_name (t->tensor));
-      if (base != NULL && same_shape (t->tensor, base))
-        self->base_of[i] = base;
+      if (t->tensor != NULL && smelt_tensor_is_modified (t->tensor))
+        self->base_of[i] = smelt_source_get_base_tensor (source, t->tensor);
     }
   for (guint k = 0; k < self->outputs->len; k++)
     {

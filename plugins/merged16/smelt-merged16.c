@@ -179,26 +179,6 @@ plan_shards (SmeltMerged16  *self,
   return TRUE;
 }
 
-static GBytes *
-make_config (SmeltMerged16 *self,
-             SmeltSource   *source)
-{
-  g_autoptr(JsonNode) node = json_node_init_object (json_node_alloc (), smelt_source_get_config (source));
-  g_autofree char *text = smelt_json_to_string (node, FALSE, FALSE);
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  JsonObject *config;
-  g_autofree char *out = NULL;
-
-  /* edit a copy: the source's config is shared by every export */
-  json_parser_load_from_data (parser, text, -1, NULL);
-  config = json_node_get_object (json_parser_get_root (parser));
-  json_object_remove_member (config, "quantization_config");
-  json_object_remove_member (config, "dtype");
-  json_object_set_string_member (config, "torch_dtype", torch_name (self->out_dtype));
-  out = smelt_json_to_string (json_parser_get_root (parser), TRUE, TRUE);
-  return g_bytes_new_take (g_strconcat (out, "\n", NULL), strlen (out) + 1);
-}
-
 static gboolean
 smelt_merged16_plan (SmeltFormat  *format,
                      SmeltSource  *source,
@@ -229,7 +209,7 @@ smelt_merged16_plan (SmeltFormat  *format,
       smelt_destination_replace_pattern (dest, "pytorch_model.bin.index.json");
     }
   smelt_shard_set_plan_files (self->shards, format, TRUE);
-  self->config = make_config (self, source);
+  self->config = smelt_source_make_config_json (source, torch_name (self->out_dtype), NULL);
   smelt_format_add_planned_file (format, "config.json", g_bytes_get_size (self->config));
   if (smelt_model_get_generation_config (smelt_source_get_model (source)))
     {
