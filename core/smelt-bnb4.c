@@ -229,32 +229,54 @@ static const float fp4_sorted[7] = {
   0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f,
 };
 
-#ifdef HAVE_X86
-__attribute__ ((target ("avx2"))) static inline float
-hmax_avx2 (__m256 m)
-{
-  __m128 v = _mm_max_ps (_mm256_castps256_ps128 (m), _mm256_extractf128_ps (m, 1));
+/* The absmax of a block as the bits of a float32: for non-negative floats
+ * the bit patterns order as the values, so an unsigned integer max of
+ * the magnitudes' bits is fmaxf's answer for finite values, and it is at
+ * least F32_EXP_ALL_ONES exactly when some value is infinite or NaN. */
+#define F32_ABS_BITS     0x7FFFFFFFu
+#define F32_EXP_ALL_ONES 0x7F800000u
 
-  v = _mm_max_ps (v, _mm_movehl_ps (v, v));
-  v = _mm_max_ss (v, _mm_shuffle_ps (v, v, 1));
-  return _mm_cvtss_f32 (v);
+static inline float
+bits_to_float (guint32 bits)
+{
+  float f;
+
+  memcpy (&f, &bits, sizeof f);
+  return f;
 }
 
-__attribute__ ((target ("avx2"))) static float
-absmax_avx2 (const float *x,
-             gsize        len)
+static guint32
+absmax_bits_portable (const float *x,
+                      gsize        len)
 {
-  const __m256 sign = _mm256_set1_ps (-0.0f);
-  __m256 m = _mm256_setzero_ps ();
-  float amax;
+  guint32 m = 0;
+
+  for (gsize i = 0; i < len; i++)
+    {
+      guint32 b;
+
+      memcpy (&b, x + i, sizeof b);
+      m = MAX (m, b & F32_ABS_BITS);
+    }
+  return m;
+}
+
+#ifdef HAVE_X86
+__attribute__ ((target ("avx2"))) static guint32
+absmax_bits_avx2 (const float *x,
+                  gsize        len)
+{
+  const __m256i abs = _mm256_set1_epi32 ((int) F32_ABS_BITS);
+  __m256i m = _mm256_setzero_si256 ();
+  __m128i h;
   gsize i = 0;
 
   for (; i + 8 <= len; i += 8)
-    m = _mm256_max_ps (m, _mm256_andnot_ps (sign, _mm256_loadu_ps (x + i)));
-  amax = hmax_avx2 (m);
-  for (; i < len; i++)
-    amax = fmaxf (amax, fabsf (x[i]));
-  return amax;
+    m = _mm256_max_epu32 (m, _mm256_and_si256 (abs, _mm256_loadu_si256 ((const __m256i *) (x + i))));
+  h = _mm_max_epu32 (_mm256_castsi256_si128 (m), _mm256_extracti128_si256 (m, 1));
+  h = _mm_max_epu32 (h, _mm_shuffle_epi32 (h, _MM_SHUFFLE (1, 0, 3, 2)));
+  h = _mm_max_epu32 (h, _mm_shuffle_epi32 (h, _MM_SHUFFLE (2, 3, 0, 1)));
+  return MAX ((guint32) _mm_cvtsi128_si32 (h), absmax_bits_portable (x + i, len - i));
 }
 
 /* The thresholds (NF4) or sorted constants (FP4) as vectors, loaded once
@@ -331,129 +353,150 @@ quantize_block_avx2 (SmeltBnb4Type  type,
 #define TARGET_AVX512 \
   __attribute__ ((target ("avx512f,avx512bw,avx512vl,avx512dq,avx2")))
 
-/* Sixteen lanes at a time, as quantize_block_avx2() (same products, same
- * strict comparisons); returns how many elements it did. */
+TARGET_AVX512 static guint32
+absmax_bits_avx512 (const float *x,
+                    gsize        len)
+{
+  const __m512i abs = _mm512_set1_epi32 ((int) F32_ABS_BITS);
+  __m512i m = _mm512_setzero_si512 ();
+  gsize i = 0;
+
+  for (; i + 16 <= len; i += 16)
+    m = _mm512_max_epu32 (m, _mm512_and_si512 (abs, _mm512_loadu_si512 (x + i)));
+  return MAX ((guint32) _mm512_reduce_max_epu32 (m), absmax_bits_portable (x + i, len - i));
+}
+
+/* The sorted cut points one lane up, for a binary search by permutes:
+ * lane k holds the k-th smallest (lane 0 is never read). NF4: its 15
+ * thresholds; FP4: the 7 sorted constants of its tree. */
+typedef struct {
+  __m512 nf4;
+  __m512 fp4;
+} Search;
+
+TARGET_AVX512 static void
+load_search (Search *sr)
+{
+  float nf4[16] = { 0 }, fp4[16] = { 0 };
+
+  for (guint k = 1; k < 16; k++)
+    nf4[k] = nf4_threshold.f[k - 1];
+  for (guint k = 1; k < 8; k++)
+    fp4[k] = fp4_sorted[k - 1];
+  sr->nf4 = _mm512_loadu_ps (nf4);
+  sr->fp4 = _mm512_loadu_ps (fp4);
+}
+
+/* How many cut points lie strictly below each lane of @s: the count the
+ * portable code makes by comparing with every one, found by a binary
+ * search (each step adds its size when the cut at count + size is
+ * below). NaN compares false everywhere and counts 0, as there. Written
+ * out step by step: as a loop, the compiler kept the counter and reloaded
+ * the table, twice the time. */
+#define SEARCH_STEP(c, s, cuts, step) \
+  G_STMT_START { \
+    __m512i cand_ = _mm512_or_si512 ((c), _mm512_set1_epi32 (step)); \
+    (c) = _mm512_mask_mov_epi32 ((c), \
+                                 _mm512_cmp_ps_mask ((s), _mm512_permutexvar_ps (cand_, (cuts)), \
+                                                     _CMP_GT_OQ), \
+                                 cand_); \
+  } G_STMT_END
+
+TARGET_AVX512 static inline __m512i
+nf4_codes (__m512 s,
+           __m512 cuts)
+{
+  /* the first cut is the middle one, t[7] (lane 8) */
+  __m512i c = _mm512_maskz_mov_epi32 (_mm512_cmp_ps_mask (s, _mm512_set1_ps (nf4_threshold.f[7]),
+                                                          _CMP_GT_OQ),
+                                      _mm512_set1_epi32 (8));
+
+  SEARCH_STEP (c, s, cuts, 4);
+  SEARCH_STEP (c, s, cuts, 2);
+  SEARCH_STEP (c, s, cuts, 1);
+  return c;
+}
+
+TARGET_AVX512 static inline __m512i
+fp4_codes (__m512 s,
+           __m512 cuts)
+{
+  const __m512i lut = _mm512_setr_epi32 (0, 1, 6, 7, 4, 5, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512 a = _mm512_abs_ps (s);
+  __mmask16 neg = _mm512_cmp_ps_mask (s, _mm512_setzero_ps (), _CMP_LT_OQ);
+  /* rank of |s| among the 7 sorted constants; the middle one is lane 4 */
+  __m512i c = _mm512_maskz_mov_epi32 (_mm512_cmp_ps_mask (a, _mm512_set1_ps (fp4_sorted[3]),
+                                                          _CMP_GT_OQ),
+                                      _mm512_set1_epi32 (4));
+
+  SEARCH_STEP (c, a, cuts, 2);
+  SEARCH_STEP (c, a, cuts, 1);
+  c = _mm512_permutexvar_epi32 (c, lut);
+  return _mm512_mask_or_epi32 (c, neg, c, _mm512_set1_epi32 (8));
+}
+
+/* 16 codes, two per byte: each 64-bit lane holds an (even, odd) pair; its
+ * low byte becomes even << 4 | odd, and the narrowing keeps that byte. */
+TARGET_AVX512 static inline void
+store_codes (__m512i  c,
+             guint8  *packed)
+{
+  __m512i pairs = _mm512_or_si512 (_mm512_slli_epi64 (c, 4), _mm512_srli_epi64 (c, 32));
+
+  _mm_storel_epi64 ((__m128i *) packed, _mm512_cvtepi64_epi8 (pairs));
+}
+
+/* Sixteen lanes at a time, as the portable code (same products, same
+ * strict comparisons), 64 elements per step so that four independent
+ * searches overlap; returns how many elements it did. */
 TARGET_AVX512 static gsize
 quantize_block_avx512 (SmeltBnb4Type  type,
+                       const Search  *sr,
                        const float   *src,
                        gsize          len,
                        float          inv,
                        guint8        *packed)
 {
-  const float *cuts = type == SMELT_BNB4_NF4 ? nf4_threshold.f : fp4_sorted;
-  guint n_cuts = type == SMELT_BNB4_NF4 ? 15 : 7;
-  __m512 t[15];
   const __m512 vinv = _mm512_set1_ps (inv);
-  const __m512i one = _mm512_set1_epi32 (1);
-  const __m512i lut = _mm512_setr_epi32 (0, 1, 6, 7, 4, 5, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0);
   gsize i = 0;
 
-  for (guint k = 0; k < n_cuts; k++)
-    t[k] = _mm512_set1_ps (cuts[k]);
+#define CODES(k) (type == SMELT_BNB4_NF4 \
+                  ? nf4_codes (_mm512_mul_ps (_mm512_loadu_ps (src + i + 16 * (k)), vinv), sr->nf4) \
+                  : fp4_codes (_mm512_mul_ps (_mm512_loadu_ps (src + i + 16 * (k)), vinv), sr->fp4))
+  for (; i + 64 <= len; i += 64)
+    {
+      __m512i c0 = CODES (0), c1 = CODES (1), c2 = CODES (2), c3 = CODES (3);
+
+      store_codes (c0, packed + i / 2);
+      store_codes (c1, packed + i / 2 + 8);
+      store_codes (c2, packed + i / 2 + 16);
+      store_codes (c3, packed + i / 2 + 24);
+    }
   for (; i + 16 <= len; i += 16)
-    {
-      __m512 s = _mm512_mul_ps (_mm512_loadu_ps (src + i), vinv);
-      __m512i acc = _mm512_setzero_si512 ();
-      __m128i c, w, even, odd;
-
-      if (type == SMELT_BNB4_NF4)
-        for (guint k = 0; k < 15; k++)
-          acc = _mm512_mask_add_epi32 (acc, _mm512_cmp_ps_mask (s, t[k], _CMP_GT_OQ), acc, one);
-      else
-        {
-          __m512 a = _mm512_abs_ps (s);
-          __mmask16 neg = _mm512_cmp_ps_mask (s, _mm512_setzero_ps (), _CMP_LT_OQ);
-
-          for (guint k = 0; k < 7; k++)
-            acc = _mm512_mask_add_epi32 (acc, _mm512_cmp_ps_mask (a, t[k], _CMP_GT_OQ), acc, one);
-          acc = _mm512_permutexvar_epi32 (acc, lut);
-          acc = _mm512_mask_or_epi32 (acc, neg, acc, _mm512_set1_epi32 (8));
-        }
-      /* 16 codes as bytes; word j holds (c[2j], c[2j+1]): byte = c[2j] << 4 | c[2j+1] */
-      c = _mm512_cvtepi32_epi8 (acc);
-      w = c;
-      even = _mm_and_si128 (w, _mm_set1_epi16 (0x00ff));
-      odd = _mm_srli_epi16 (w, 8);
-      w = _mm_or_si128 (_mm_slli_epi16 (even, 4), odd);
-      _mm_storel_epi64 ((__m128i *) (packed + i / 2), _mm_packus_epi16 (w, w));
-    }
+    store_codes (CODES (0), packed + i / 2);
+#undef CODES
   return i;
-}
-
-/* Every block of @x: absmax, then the codes; blocks of 16 or more go
- * through the AVX-512 lanes. */
-TARGET_AVX512 static void
-quantize_avx512 (SmeltBnb4Type  type,
-                 const float   *x,
-                 gsize          n,
-                 guint          blocksize,
-                 guint8        *packed,
-                 float         *absmax)
-{
-  for (gsize b = 0; b * blocksize < n; b++)
-    {
-      gsize start = b * blocksize;
-      gsize len = MIN ((gsize) blocksize, n - start);
-      float inv;
-      gsize i;
-
-      absmax[b] = absmax_avx2 (x + start, len);
-      inv = 1.0f / absmax[b];
-      i = quantize_block_avx512 (type, x + start, len, inv, packed + start / 2);
-      for (; i < len; i += 2)
-        {
-          guint8 hi = quantize_one (type, x[start + i] * inv);
-          /* an odd tail pads with a 0.0 of this block */
-          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
-
-          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
-        }
-    }
-}
-
-/* Every block of @x: absmax, then the codes. */
-__attribute__ ((target ("avx2"))) static void
-quantize_avx2 (SmeltBnb4Type  type,
-               const float   *x,
-               gsize          n,
-               guint          blocksize,
-               guint8        *packed,
-               float         *absmax)
-{
-  Cuts c;
-
-  load_cuts (type, &c);
-  for (gsize b = 0; b * blocksize < n; b++)
-    {
-      gsize start = b * blocksize;
-      gsize len = MIN ((gsize) blocksize, n - start);
-      float inv;
-      gsize i;
-
-      absmax[b] = absmax_avx2 (x + start, len);
-      inv = 1.0f / absmax[b];
-      i = quantize_block_avx2 (type, &c, x + start, len, inv, packed + start / 2);
-      for (; i < len; i += 2)
-        {
-          guint8 hi = quantize_one (type, x[start + i] * inv);
-          /* an odd tail pads with a 0.0 of this block */
-          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
-
-          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
-        }
-    }
 }
 #endif
 
-static float
-absmax_portable (const float *x,
-                 gsize        len)
+/* The elements of a block the SIMD lanes left over (and every element on
+ * the portable path). */
+static void
+quantize_tail (SmeltBnb4Type  type,
+               const float   *x,
+               gsize          from,
+               gsize          len,
+               float          inv,
+               guint8        *packed)
 {
-  float amax = 0.0f;
+  for (gsize i = from; i < len; i += 2)
+    {
+      guint8 hi = quantize_one (type, x[i] * inv);
+      /* an odd tail pads with a 0.0 of this block */
+      guint8 lo = quantize_one (type, i + 1 < len ? x[i + 1] * inv : 0.0f * inv);
 
-  for (gsize i = 0; i < len; i++)
-    amax = fmaxf (amax, fabsf (x[i]));
-  return amax;
+      packed[i / 2] = (guint8) (hi << 4 | lo);
+    }
 }
 
 static gboolean
@@ -466,8 +509,31 @@ use_avx2 (SmeltSimdLevel level)
 #endif
 }
 
-/* absmax of each block of @x; the values must be finite (the SIMD max
- * differs from fmaxf only for NaN) */
+static gboolean
+use_avx512 (SmeltSimdLevel level)
+{
+#ifdef HAVE_X86
+  return level >= SMELT_SIMD_AVX512 && _smelt_simd_supported (SMELT_SIMD_AVX512);
+#else
+  return FALSE;
+#endif
+}
+
+static guint32
+absmax_bits_at (SmeltSimdLevel  level,
+                const float    *x,
+                gsize           len)
+{
+#ifdef HAVE_X86
+  if (use_avx512 (level))
+    return absmax_bits_avx512 (x, len);
+  if (use_avx2 (level))
+    return absmax_bits_avx2 (x, len);
+#endif
+  return absmax_bits_portable (x, len);
+}
+
+/* absmax of each block of @x; the values must be finite */
 void
 _smelt_bnb4_absmax_at (SmeltSimdLevel  level,
                        const float    *x,
@@ -475,21 +541,60 @@ _smelt_bnb4_absmax_at (SmeltSimdLevel  level,
                        guint           blocksize,
                        float          *absmax)
 {
-  gboolean avx2 = use_avx2 (level);
-
   for (gsize b = 0; b * blocksize < n; b++)
     {
       gsize len = MIN ((gsize) blocksize, n - b * blocksize);
 
-#ifdef HAVE_X86
-      if (avx2)
-        {
-          absmax[b] = absmax_avx2 (x + b * blocksize, len);
-          continue;
-        }
-#endif
-      absmax[b] = absmax_portable (x + b * blocksize, len);
+      absmax[b] = bits_to_float (absmax_bits_at (level, x + b * blocksize, len));
     }
+}
+
+/* Every block of @x: absmax, then the codes. Stops at the first block
+ * holding an infinity or a NaN and returns FALSE. */
+static gboolean
+quantize_blocks (SmeltSimdLevel  level,
+                 SmeltBnb4Type   type,
+                 const float    *x,
+                 gsize           n,
+                 guint           blocksize,
+                 guint8         *packed,
+                 float          *absmax)
+{
+#ifdef HAVE_X86
+  gboolean avx512 = use_avx512 (level);
+  gboolean avx2 = !avx512 && use_avx2 (level);
+  Search sr;
+  Cuts cuts;
+
+  if (avx512)
+    load_search (&sr);
+  else if (avx2)
+    load_cuts (type, &cuts);
+#endif
+
+  g_return_val_if_fail (blocksize % 2 == 0, FALSE);
+
+  for (gsize b = 0; b * blocksize < n; b++)
+    {
+      gsize start = b * blocksize;
+      gsize len = MIN ((gsize) blocksize, n - start);
+      guint32 bits = absmax_bits_at (level, x + start, len);
+      float inv;
+      gsize done = 0;
+
+      if (bits >= F32_EXP_ALL_ONES)
+        return FALSE;
+      absmax[b] = bits_to_float (bits);
+      inv = 1.0f / absmax[b];
+#ifdef HAVE_X86
+      if (avx512)
+        done = quantize_block_avx512 (type, &sr, x + start, len, inv, packed + start / 2);
+      else if (avx2)
+        done = quantize_block_avx2 (type, &cuts, x + start, len, inv, packed + start / 2);
+#endif
+      quantize_tail (type, x + start, done, len, inv, packed + start / 2);
+    }
+  return TRUE;
 }
 
 void
@@ -501,38 +606,73 @@ _smelt_bnb4_quantize_at (SmeltSimdLevel  level,
                          guint8         *packed,
                          float          *absmax)
 {
-  gsize n_blocks = (n + blocksize - 1) / blocksize;
+  quantize_blocks (level, type, x, n, blocksize, packed, absmax);
+}
 
-  g_return_if_fail (blocksize % 2 == 0);
-
-#ifdef HAVE_X86
-  if (level >= SMELT_SIMD_AVX512 && _smelt_simd_supported (SMELT_SIMD_AVX512))
+/* Rounds @n values to @dtype and back, in place of a copy. */
+static void
+round_values (SmeltSimdLevel  level,
+              SmeltDType      dtype,
+              const float    *x,
+              guint16        *half,
+              float          *out,
+              gsize           n)
+{
+  if (dtype == SMELT_DTYPE_BF16)
     {
-      quantize_avx512 (type, x, n, blocksize, packed, absmax);
-      return;
+      _smelt_convert_f32_to_bf16_at (level, x, half, n);
+      _smelt_convert_bf16_to_f32_at (level, half, out, n);
     }
-  if (use_avx2 (level))
+  else
     {
-      quantize_avx2 (type, x, n, blocksize, packed, absmax);
-      return;
+      _smelt_convert_f32_to_f16_at (level, x, half, n);
+      _smelt_convert_f16_to_f32_at (level, half, out, n);
     }
-#endif
-  _smelt_bnb4_absmax_at (level, x, n, blocksize, absmax);
-  for (gsize b = 0; b < n_blocks; b++)
-    {
-      gsize start = b * blocksize;
-      gsize len = MIN ((gsize) blocksize, n - start);
-      float inv = 1.0f / absmax[b];
+}
 
-      for (gsize i = 0; i < len; i += 2)
+static gsize
+first_non_finite (const float *x,
+                  gsize        n)
+{
+  for (gsize i = 0; i < n; i++)
+    if (!isfinite (x[i]))
+      return i;
+  return n;
+}
+
+/* Elements rounded and quantized per step: a whole number of blocks that
+ * stays in the first-level cache. */
+#define ROUND_CHUNK 4096
+
+gssize
+_smelt_bnb4_quantize_as_at (SmeltSimdLevel  level,
+                            SmeltBnb4Type   type,
+                            SmeltDType      dtype,
+                            const float    *x,
+                            gsize           n,
+                            guint           blocksize,
+                            guint8         *packed,
+                            float          *absmax)
+{
+  gsize chunk = MAX (ROUND_CHUNK / blocksize, 1) * blocksize;
+  gboolean round = dtype == SMELT_DTYPE_BF16 || dtype == SMELT_DTYPE_F16;
+  g_autofree float *tmp = round ? g_new (float, MIN (chunk, n) + 1) : NULL;
+  g_autofree guint16 *half = round ? g_new (guint16, MIN (chunk, n) + 1) : NULL;
+
+  for (gsize start = 0; start < n; start += chunk)
+    {
+      gsize m = MIN (chunk, n - start);
+      const float *v = x + start;
+
+      if (round)
         {
-          guint8 hi = quantize_one (type, x[start + i] * inv);
-          /* an odd tail pads with a 0.0 of this block */
-          guint8 lo = quantize_one (type, i + 1 < len ? x[start + i + 1] * inv : 0.0f * inv);
-
-          packed[(start + i) / 2] = (guint8) (hi << 4 | lo);
+          round_values (level, dtype, v, half, tmp, m);
+          v = tmp;
         }
+      if (!quantize_blocks (level, type, v, m, blocksize, packed + start / 2, absmax + start / blocksize))
+        return (gssize) (start + first_non_finite (v, m));
     }
+  return -1;
 }
 
 /**
@@ -556,6 +696,39 @@ smelt_bnb4_quantize (SmeltBnb4Type  type,
                      float         *absmax)
 {
   _smelt_bnb4_quantize_at (_smelt_simd_level (), type, x, n, blocksize, packed, absmax);
+}
+
+/**
+ * smelt_bnb4_quantize_as:
+ * @type: NF4 or FP4
+ * @dtype: the weight's 16-bit type (%SMELT_DTYPE_BF16 or %SMELT_DTYPE_F16),
+ *   or %SMELT_DTYPE_F32 to quantize @x as it is
+ * @x: (array length=n): float32 values, in the weight's row-major order
+ * @n: how many; the first is at a block boundary
+ * @blocksize: elements per block
+ * @packed: (out caller-allocates): (@n + 1) / 2 bytes of codes
+ * @absmax: (out caller-allocates): ⌈@n / @blocksize⌉ float32 absmax values
+ *
+ * Quantizes the values bitsandbytes sees when it quantizes a weight
+ * stored as @dtype: each value rounded to @dtype (to nearest, ties to
+ * even) first, as smelt_bnb4_quantize() of those rounded values, without
+ * an intermediate copy of the weight.
+ *
+ * Returns: -1, or the index of the first value that is not finite once
+ *   rounded (a NaN or infinity, or a value too large for @dtype); the
+ *   outputs are then incomplete
+ */
+gssize
+smelt_bnb4_quantize_as (SmeltBnb4Type  type,
+                        SmeltDType     dtype,
+                        const float   *x,
+                        gsize          n,
+                        guint          blocksize,
+                        guint8        *packed,
+                        float         *absmax)
+{
+  return _smelt_bnb4_quantize_as_at (_smelt_simd_level (), type, dtype, x, n, blocksize,
+                                     packed, absmax);
 }
 
 /**
@@ -680,6 +853,69 @@ quantize_dynamic_x8 (const float *code,
 }
 #endif
 
+#ifdef HAVE_X86
+/* Sixty-four searches at once, four vectors of sixteen: the same steps,
+ * comparisons and midpoint arithmetic as quantize_dynamic() in every lane.
+ * The steps of one search depend on each other through the gathers; four
+ * independent searches keep the loads going. */
+TARGET_AVX512 static void
+quantize_dynamic_x64 (const float *code,
+                      const float *x64,
+                      guint8      *out)
+{
+  const __m512 half = _mm512_set1_ps (0.5f);
+  __m512 x[4], val[4], lower[4], upper[4];
+  __m512i pivot[4], upper_pivot[4], lower_pivot[4];
+
+#pragma GCC unroll 4
+  for (guint k = 0; k < 4; k++)
+    {
+      x[k] = _mm512_loadu_ps (x64 + 16 * k);
+      pivot[k] = _mm512_set1_epi32 (127);
+      upper_pivot[k] = _mm512_set1_epi32 (255);
+      lower_pivot[k] = _mm512_setzero_si512 ();
+      lower[k] = _mm512_set1_ps (-1.0f);
+      upper[k] = _mm512_set1_ps (1.0f);
+      val[k] = _mm512_set1_ps (code[127]);
+    }
+  for (int i = 64; i > 0; i >>= 1)
+    {
+      const __m512i step = _mm512_set1_epi32 (i);
+
+#pragma GCC unroll 4
+      for (guint k = 0; k < 4; k++)
+        {
+          __mmask16 gt = _mm512_cmp_ps_mask (x[k], val[k], _CMP_GT_OQ);
+
+          lower_pivot[k] = _mm512_mask_mov_epi32 (lower_pivot[k], gt, pivot[k]);
+          lower[k] = _mm512_mask_mov_ps (lower[k], gt, val[k]);
+          upper_pivot[k] = _mm512_mask_mov_epi32 (pivot[k], gt, upper_pivot[k]);
+          upper[k] = _mm512_mask_mov_ps (val[k], gt, upper[k]);
+          pivot[k] = _mm512_mask_add_epi32 (_mm512_sub_epi32 (pivot[k], step), gt, pivot[k], step);
+          val[k] = _mm512_i32gather_ps (pivot[k], code, 4);
+        }
+    }
+#pragma GCC unroll 4
+  for (guint k = 0; k < 4; k++)
+    {
+      __mmask16 top = _mm512_cmpeq_epi32_mask (upper_pivot[k], _mm512_set1_epi32 (255));
+      __mmask16 bottom = _mm512_cmpeq_epi32_mask (lower_pivot[k], _mm512_setzero_si512 ());
+      __m512 up_v = _mm512_mask_mov_ps (upper[k], top, _mm512_set1_ps (code[255]));
+      __m512 low_v = _mm512_mask_mov_ps (lower[k], bottom, _mm512_set1_ps (code[0]));
+      __mmask16 gt = _mm512_cmp_ps_mask (x[k], val[k], _CMP_GT_OQ);
+      __mmask16 above = _mm512_cmp_ps_mask (x[k], _mm512_mul_ps (_mm512_add_ps (up_v, val[k]), half),
+                                            _CMP_GT_OQ);
+      __mmask16 below = _mm512_cmp_ps_mask (x[k], _mm512_mul_ps (_mm512_add_ps (low_v, val[k]), half),
+                                            _CMP_LT_OQ);
+      __m512i up = _mm512_mask_mov_epi32 (pivot[k], above, upper_pivot[k]);
+      __m512i down = _mm512_mask_mov_epi32 (pivot[k], below, lower_pivot[k]);
+
+      _mm_storeu_si128 ((__m128i *) (out + 16 * k),
+                        _mm512_cvtepi32_epi8 (_mm512_mask_mov_epi32 (down, gt, up)));
+    }
+}
+#endif
+
 /* The nested codes of one 256-block: the scaled values, then the search. */
 static void
 quantize_nested_block (SmeltSimdLevel  level,
@@ -696,6 +932,9 @@ quantize_nested_block (SmeltSimdLevel  level,
   for (gsize k = 0; k < len; k++)
     scaled[k] = (absmax[k] - offset) * inv;
 #ifdef HAVE_X86
+  if (use_avx512 (level))
+    for (; i + 64 <= len; i += 64)
+      quantize_dynamic_x64 (map, scaled + i, codes + i);
   if (use_avx2 (level))
     for (; i + 8 <= len; i += 8)
       quantize_dynamic_x8 (map, scaled + i, codes + i);
@@ -720,8 +959,13 @@ _smelt_bnb4_quantize_nested_at (SmeltSimdLevel  level,
       gsize len = MIN ((gsize) SMELT_BNB4_NESTED_BLOCKSIZE, n_blocks - start);
       float amax = 0.0f;
 
+      /* the differences are finite: a plain max is fmaxf's */
       for (gsize i = 0; i < len; i++)
-        amax = fmaxf (amax, fabsf (absmax[start + i] - offset));
+        {
+          float d = fabsf (absmax[start + i] - offset);
+
+          amax = d > amax ? d : amax;
+        }
       nested_absmax[b] = amax;
       quantize_nested_block (level, map, absmax + start, len, offset, 1.0f / amax, codes + start);
     }
@@ -777,6 +1021,34 @@ smelt_bnb4_dequantize_nested (const guint8 *codes,
     }
 }
 
+#ifdef HAVE_X86
+/* Sixteen values at a time from eight bytes: each 64-bit lane takes one
+ * byte, and its two 32-bit halves become the high and the low nibble, in
+ * element order; the same float32 product as the scalar loop. */
+TARGET_AVX512 static gsize
+dequantize_run_avx512 (const float  *code,
+                       const guint8 *packed,
+                       float         a,
+                       gsize         len,
+                       float        *out)
+{
+  const __m512 table = _mm512_loadu_ps (code);
+  const __m512 scale = _mm512_set1_ps (a);
+  const __m512i low = _mm512_set1_epi64 (0x0f);
+  gsize i = 0;
+
+  for (; i + 16 <= len; i += 16)
+    {
+      __m512i bytes = _mm512_cvtepu8_epi64 (_mm_loadl_epi64 ((const __m128i *) (packed + i / 2)));
+      __m512i idx = _mm512_or_si512 (_mm512_srli_epi64 (bytes, 4),
+                                     _mm512_slli_epi64 (_mm512_and_si512 (bytes, low), 32));
+
+      _mm512_storeu_ps (out + i, _mm512_mul_ps (_mm512_permutexvar_ps (idx, table), scale));
+    }
+  return i;
+}
+#endif
+
 /**
  * smelt_bnb4_dequantize:
  * @type: NF4 or FP4
@@ -801,6 +1073,9 @@ smelt_bnb4_dequantize (SmeltBnb4Type  type,
 {
   const float *code = smelt_bnb4_get_code (type);
   gsize j = first, end = first + n;
+#ifdef HAVE_X86
+  gboolean avx512 = use_avx512 (_smelt_simd_level ());
+#endif
 
   /* block by block, without a division per element: this runs over
    * every weight of the model for the quality report */
@@ -814,6 +1089,15 @@ smelt_bnb4_dequantize (SmeltBnb4Type  type,
           *out++ = code[packed[j / 2] & 0x0f] * a;
           j++;
         }
+#ifdef HAVE_X86
+      if (avx512)
+        {
+          gsize done = dequantize_run_avx512 (code, packed + j / 2, a, block_end - j, out);
+
+          j += done;
+          out += done;
+        }
+#endif
       for (; j + 1 < block_end; j += 2)
         {
           guint8 byte = packed[j / 2];

@@ -49,6 +49,9 @@ void _smelt_bnb4_absmax_at   (SmeltSimdLevel level, const float *x, gsize n, gui
                               float *absmax);
 void _smelt_bnb4_quantize_at (SmeltSimdLevel level, SmeltBnb4Type type, const float *x, gsize n,
                               guint blocksize, guint8 *packed, float *absmax);
+gssize _smelt_bnb4_quantize_as_at (SmeltSimdLevel level, SmeltBnb4Type type, SmeltDType dtype,
+                                   const float *x, gsize n, guint blocksize, guint8 *packed,
+                                   float *absmax);
 void _smelt_bnb4_quantize_nested_at (SmeltSimdLevel level, const float *absmax, gsize n_blocks,
                                      float offset, guint8 *codes, float *nested_absmax);
 

@@ -57,6 +57,14 @@ void          smelt_bnb4_quantize         (SmeltBnb4Type  type,
                                            guint8        *packed,
                                            float         *absmax);
 SMELT_AVAILABLE_IN_ALL
+gssize        smelt_bnb4_quantize_as      (SmeltBnb4Type  type,
+                                           SmeltDType     dtype,
+                                           const float   *x,
+                                           gsize          n,
+                                           guint          blocksize,
+                                           guint8        *packed,
+                                           float         *absmax);
+SMELT_AVAILABLE_IN_ALL
 void          smelt_bnb4_absmax           (const float   *x,
                                            gsize          n,
                                            guint          blocksize,

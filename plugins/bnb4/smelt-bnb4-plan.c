@@ -121,6 +121,7 @@ entry_free (gpointer data)
   SmeltBnb4Entry *e = data;
 
   g_clear_pointer (&e->absmax, g_array_unref);
+  g_clear_pointer (&e->cached, g_ptr_array_unref);
   g_free (e);
 }
 
@@ -687,13 +688,10 @@ smelt_bnb4_encode_quant (SmeltBnb4Plan  *plan,
   guint64 nb = (n + plan->opt.blocksize - 1) / plan->opt.blocksize;
   gsize packed_len = scanning ? 0 : (n + 1) / 2;
   gsize stats_len = !scanning && plan->opt.report ? sizeof (SmeltQualityStats) : 0;
-  g_autofree float *values = NULL;
   g_autofree guint8 *packed = NULL;
   g_autofree float *absmax = NULL;
   guint old = out->len;
 
-  if (!check_overflow (plan, e, first_row, rows, n, error))
-    return FALSE;
   if (scanning)
     {
       /* the scan needs only the absmax values, and rounding to the 16-bit
@@ -701,15 +699,26 @@ smelt_bnb4_encode_quant (SmeltBnb4Plan  *plan,
        * rounded magnitude is the rounded largest magnitude */
       g_autofree float *raw = g_new (float, nb);
 
+      if (!check_overflow (plan, e, first_row, rows, n, error))
+        return FALSE;
       smelt_bnb4_absmax (rows, n, plan->opt.blocksize, raw);
       absmax = round_to_dtype (plan, raw, nb);
     }
   else
     {
-      values = round_to_dtype (plan, rows, n);
       absmax = g_new (float, nb);
       packed = g_malloc ((n + 1) / 2 + 1);
-      smelt_bnb4_quantize (plan->opt.quant_type, values, n, plan->opt.blocksize, packed, absmax);
+      /* rounds to the 16-bit type as it goes; a value that is not finite
+       * then stops it, and the check names the first culprit */
+      if (smelt_bnb4_quantize_as (plan->opt.quant_type, plan->opt.dtype, rows, n,
+                                  plan->opt.blocksize, packed, absmax) >= 0)
+        {
+          if (check_overflow (plan, e, first_row, rows, n, error))
+            g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
+                         "%s: a value is not finite once rounded to %s",
+                         smelt_tensor_get_name (e->tensor), smelt_dtype_to_string (plan->opt.dtype));
+          return FALSE;
+        }
     }
   g_byte_array_set_size (out, old + 8 + packed_len + nb * 4 + stats_len);
   memcpy (out->data + old, &n, 8);
@@ -791,6 +800,50 @@ start_entry (SmeltBnb4Entry *e)
     }
 }
 
+/* What keeping a weight's pieces costs: its codes and absmax values (the
+ * 8-bit ones and the nested pieces are smaller). */
+static guint64
+cache_size (SmeltBnb4Plan  *plan,
+            SmeltBnb4Entry *e)
+{
+  return (e->n + 1) / 2 + n_blocks (plan, e) * 4;
+}
+
+/* The scan's pieces of @e, kept for the writing pass: in memory while
+ * the budget (ScanCacheMemory) allows, the job's buffers themselves and
+ * not copies; beyond it in the spill file. A weight is kept in one place
+ * or the other, whole. */
+static gboolean
+keep_pieces (SmeltBnb4Plan  *plan,
+             SmeltBnb4Entry *e,
+             GPtrArray      *pieces,
+             GError        **error)
+{
+  for (guint i = 0; i < pieces->len; i++)
+    {
+      GBytes *b = g_ptr_array_index (pieces, i);
+
+      if (e->cached != NULL)
+        {
+          g_ptr_array_add (e->cached, g_bytes_ref (b));
+          plan->cached_bytes += g_bytes_get_size (b);
+        }
+      else if (!spill_write (plan, g_bytes_get_data (b, NULL), g_bytes_get_size (b), error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Hands the pieces kept in memory to the writer, and forgets them. */
+GPtrArray *
+smelt_bnb4_entry_take_cached (SmeltBnb4Plan  *plan,
+                              SmeltBnb4Entry *e)
+{
+  for (guint i = 0; e->cached && i < e->cached->len; i++)
+    plan->cached_bytes -= g_bytes_get_size (g_ptr_array_index (e->cached, i));
+  return g_steal_pointer (&e->cached);
+}
+
 gboolean
 smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
                        SmeltBnb4Entry *e,
@@ -803,16 +856,15 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
 
   start_entry (e);
   if (full && e->elements_done == 0)
-    e->spill_packed_at = plan->spill_size;
+    {
+      e->spill_packed_at = plan->spill_size;
+      if (plan->cached_bytes + cache_size (plan, e) <= plan->opt.cache_memory)
+        e->cached = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+    }
   if (!walk_slices (plan, e, data, !full, pieces, error))
     return FALSE;
-  for (guint i = 0; pieces && i < pieces->len; i++)
-    {
-      GBytes *b = g_ptr_array_index (pieces, i);
-
-      if (!spill_write (plan, g_bytes_get_data (b, NULL), g_bytes_get_size (b), error))
-        return FALSE;
-    }
+  if (pieces != NULL && !keep_pieces (plan, e, pieces, error))
+    return FALSE;
   if (e->elements_done >= e->n)
     {
       e->offset = smelt_bnb4_nested_offset ((const float *) e->absmax->data, e->absmax->len);
@@ -826,13 +878,8 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
           if (tail == NULL)
             return FALSE;
           e->spill_tail_at = plan->spill_size;
-          for (guint i = 0; i < tail->len; i++)
-            {
-              GBytes *b = g_ptr_array_index (tail, i);
-
-              if (!spill_write (plan, g_bytes_get_data (b, NULL), g_bytes_get_size (b), error))
-                return FALSE;
-            }
+          if (!keep_pieces (plan, e, tail, error))
+            return FALSE;
           e->spill_tail_len = plan->spill_size - e->spill_tail_at;
           e->spilled = TRUE;
         }

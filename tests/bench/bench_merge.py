@@ -151,11 +151,14 @@ def run_measured(cmd, env=None):
 
 def measure(cmd, env, runs, before=None):
     """Best wall time and max peak RSS of cmd over runs; before() runs
-    first each time (clears the output, warms the cache)."""
+    first each time (clears the output, warms the cache), then a sync."""
     results = []
     for _ in range(runs):
         if before:
             before()
+        # no dirty pages left by the run before: otherwise the kernel's
+        # writeback of the last output throttles whoever writes next
+        os.sync()
         secs, rss, rc, tail = run_measured(cmd, env)
         if rc != 0:
             sys.exit("%s failed:\n%s" % (os.path.basename(cmd[0]), tail))

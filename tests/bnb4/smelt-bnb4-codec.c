@@ -101,6 +101,45 @@ quantize (char **argv)
   return 0;
 }
 
+/* quantize-as TYPE BLOCKSIZE bf16|f16 IN OUTDIR: the fused rounding and
+ * quantization; also writes first_bad.txt (-1 or an index) */
+static int
+quantize_as (char **argv)
+{
+  SmeltBnb4Type type;
+  SmeltDType dtype;
+  guint bs;
+  gsize len, n, nb;
+  gssize bad;
+  g_autofree float *x = NULL;
+  g_autofree guint8 *packed = NULL;
+  g_autofree float *absmax = NULL;
+  g_autofree char *text = NULL;
+
+  if (!smelt_bnb4_type_from_string (argv[0], &type))
+    die (argv[0], NULL);
+  bs = (guint) atoi (argv[1]);
+  if (!smelt_bnb4_blocksize_is_valid (bs))
+    die (argv[1], NULL);
+  if (strcmp (argv[2], "bf16") == 0)
+    dtype = SMELT_DTYPE_BF16;
+  else if (strcmp (argv[2], "f16") == 0)
+    dtype = SMELT_DTYPE_F16;
+  else
+    die (argv[2], NULL);
+  x = load (NULL, argv[3], &len);
+  n = len / 4;
+  nb = (n + bs - 1) / bs;
+  packed = g_malloc0 ((n + 1) / 2 + 1);
+  absmax = g_new0 (float, nb + 1);
+  bad = smelt_bnb4_quantize_as (type, dtype, x, n, bs, packed, absmax);
+  text = g_strdup_printf ("%" G_GSSIZE_FORMAT, bad);
+  save (argv[4], "packed.bin", packed, (n + 1) / 2);
+  save (argv[4], "absmax.bin", absmax, nb * 4);
+  save (argv[4], "first_bad.txt", text, strlen (text));
+  return 0;
+}
+
 static int
 dequantize (char **argv)
 {
@@ -139,6 +178,8 @@ main (int    argc,
 {
   if (argc >= 7 && strcmp (argv[1], "quantize") == 0)
     return quantize (argv + 2);
+  if (argc >= 7 && strcmp (argv[1], "quantize-as") == 0)
+    return quantize_as (argv + 2);
   if (argc >= 8 && strcmp (argv[1], "dequantize") == 0)
     return dequantize (argv + 2);
   if (argc >= 2 && strcmp (argv[1], "repr") == 0)

@@ -130,6 +130,60 @@ def check_case(args, label, x, qtype, bs, nested):
     return problems
 
 
+def round_to(x, dtype):
+    """x rounded to nearest-even in the 16-bit type, back in float32."""
+    if dtype == "f16":
+        with np.errstate(over="ignore"):
+            return x.astype(np.float16).astype(np.float32)
+    return ref.bf16_bits_to_f32(ref.f32_to_bf16_bits(x))
+
+
+def check_rounded(args, label, x, qtype, bs, dtype):
+    """smelt_bnb4_quantize_as: the reference quantizes the values rounded
+    to the weight's 16-bit type; the first value that is not finite once
+    rounded is reported instead."""
+    work = os.path.join(args.workdir, "case-as")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    src = os.path.join(work, "in.f32")
+    x.astype("<f4").tofile(src)
+    run([args.codec, "quantize-as", qtype, str(bs), dtype, src, work])
+    with open(os.path.join(work, "first_bad.txt")) as f:
+        first_bad = int(f.read())
+    r = round_to(x, dtype)
+    bad = np.nonzero(~np.isfinite(r))[0]
+    if len(bad):
+        return [] if first_bad == bad[0] else ["first bad value %d, expected %d" % (first_bad, bad[0])]
+    if first_bad != -1:
+        return ["reported value %d as not finite" % first_bad]
+    packed, absmax = ref.quantize_4bit(r, qtype, bs)
+    problems = []
+    if not np.array_equal(np.fromfile(os.path.join(work, "packed.bin"), np.uint8), packed):
+        problems.append("packed codes differ")
+    if np.fromfile(os.path.join(work, "absmax.bin"), np.uint32).tolist() != absmax.view(np.uint32).tolist():
+        problems.append("absmax differs")
+    return problems
+
+
+def rounded_inputs(rng, cases):
+    """The codec's inputs plus values whose rounding matters: halfway
+    cases of both types, and values that stop being finite."""
+    out = [(label, x) for label, x in cases if np.all(np.isfinite(round_to(x, "f16")))]
+    h = (rng.standard_normal(64 * 70) * 0.03).astype(np.float32)
+    bits = h.view(np.uint32)
+    bits[::3] = (bits[::3] & np.uint32(0xFFFF0000)) | np.uint32(0x8000)  # bf16 ties
+    bits[1::3] = (bits[1::3] & np.uint32(0xFFFFE000)) | np.uint32(0x1000)  # f16 ties
+    out.append(("halfway values", h))
+    out.append(("long odd 9001 (several chunks)", rng.standard_normal(9001).astype(np.float32)))
+    for what, v in (("NaN", np.nan), ("infinity", -np.inf), ("70000 (f16 overflow)", 70000.0),
+                    ("3.4e38 (bf16 overflow)", 3.4e38)):
+        y = rng.standard_normal(64 * 100).astype(np.float32)
+        y[5000] = v
+        y[6000] = v
+        out.append(("%s at 5000" % what, y))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--codec", required=True)
@@ -150,6 +204,17 @@ def main():
                                                            "nested" if nested else "plain",
                                                            "; ".join(problems)))
         print("ok   %s (%d elements)" % (label, len(x)))
+    for label, x in rounded_inputs(rng, inputs(rng)):
+        for qtype in ("nf4", "fp4"):
+            for bs in (64, 256):
+                for dtype in ("bf16", "f16"):
+                    problems = check_rounded(args, label, x, qtype, bs, dtype)
+                    checked += 1
+                    if problems:
+                        failures += 1
+                        print("FAIL rounded to %s: %s %s bs=%d: %s" % (dtype, label, qtype, bs,
+                                                                      "; ".join(problems)))
+        print("ok   %s, rounded first (%d elements)" % (label, len(x)))
     print("%d cases, %d failed" % (checked, failures))
     sys.exit(1 if failures else 0)
 
