@@ -449,7 +449,7 @@ store_codes (__m512i  c,
 /* Sixteen lanes at a time, as the portable code (same products, same
  * strict comparisons), 64 elements per step so that four independent
  * searches overlap; returns how many elements it did. */
-TARGET_AVX512 static gsize
+TARGET_AVX512 static inline gsize
 quantize_block_avx512 (SmeltBnb4Type  type,
                        const Search  *sr,
                        const float   *src,
@@ -476,6 +476,73 @@ quantize_block_avx512 (SmeltBnb4Type  type,
     store_codes (CODES (0), packed + i / 2);
 #undef CODES
   return i;
+}
+
+/* A float32 value rounded to @dtype and back (to nearest, ties to even),
+ * as the conversions of smelt-dtype.c do for finite values: BF16 by
+ * adding half an ulp of the kept bits plus the tie bit, F16 by the F16C
+ * instructions. */
+TARGET_AVX512 static inline __m512
+round_avx512 (__m512     v,
+              SmeltDType dtype)
+{
+  if (dtype == SMELT_DTYPE_BF16)
+    {
+      __m512i b = _mm512_castps_si512 (v);
+      __m512i tie = _mm512_and_si512 (_mm512_srli_epi32 (b, 16), _mm512_set1_epi32 (1));
+
+      b = _mm512_add_epi32 (b, _mm512_add_epi32 (tie, _mm512_set1_epi32 (0x7fff)));
+      return _mm512_castsi512_ps (_mm512_and_si512 (b, _mm512_set1_epi32 ((int) 0xffff0000u)));
+    }
+  if (dtype == SMELT_DTYPE_F16)
+    return _mm512_cvtph_ps (_mm512_cvtps_ph (v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return v;
+}
+
+/* Whole blocks (@blocksize a multiple of 16), rounded to @dtype and
+ * quantized in one pass over the input: each block rounded into a small
+ * buffer while the largest input magnitude is found, then coded from the
+ * buffer. Rounding is odd and monotonic, so the rounded block's absmax is
+ * the rounded input absmax. Returns the first block holding a value that
+ * is not finite (before or after rounding), or @n_blocks. */
+TARGET_AVX512 static gsize
+quantize_rounded_avx512 (SmeltBnb4Type  type,
+                         SmeltDType     dtype,
+                         const float   *x,
+                         gsize          n_blocks,
+                         guint          blocksize,
+                         guint8        *packed,
+                         float         *absmax)
+{
+  float tmp[4096] __attribute__ ((aligned (64)));
+  const __m512i abs = _mm512_set1_epi32 ((int) F32_ABS_BITS);
+  Search sr;
+
+  load_search (&sr);
+  for (gsize b = 0; b < n_blocks; b++)
+    {
+      const float *src = x + b * blocksize;
+      __m512i m = _mm512_setzero_si512 ();
+      guint32 bits;
+      float a;
+
+      for (guint i = 0; i < blocksize; i += 16)
+        {
+          __m512 v = _mm512_loadu_ps (src + i);
+
+          m = _mm512_max_epu32 (m, _mm512_and_si512 (_mm512_castps_si512 (v), abs));
+          _mm512_store_ps (tmp + i, round_avx512 (v, dtype));
+        }
+      bits = (guint32) _mm512_reduce_max_epu32 (m);
+      if (bits >= F32_EXP_ALL_ONES)
+        return b;
+      a = _mm512_cvtss_f32 (round_avx512 (_mm512_set1_ps (bits_to_float (bits)), dtype));
+      if (!isfinite (a))
+        return b;
+      absmax[b] = a;
+      quantize_block_avx512 (type, &sr, tmp, blocksize, 1.0f / a, packed + b * blocksize / 2);
+    }
+  return n_blocks;
 }
 #endif
 
@@ -658,8 +725,25 @@ _smelt_bnb4_quantize_as_at (SmeltSimdLevel  level,
   gboolean round = dtype == SMELT_DTYPE_BF16 || dtype == SMELT_DTYPE_F16;
   g_autofree float *tmp = round ? g_new (float, MIN (chunk, n) + 1) : NULL;
   g_autofree guint16 *half = round ? g_new (guint16, MIN (chunk, n) + 1) : NULL;
+  gsize start0 = 0, base = 0;
 
-  for (gsize start = 0; start < n; start += chunk)
+#ifdef HAVE_X86
+  if (use_avx512 (level) && blocksize % 16 == 0 && blocksize <= 4096)
+    {
+      gsize full = n / blocksize;
+      gsize done = quantize_rounded_avx512 (type, dtype, x, full, blocksize, packed, absmax);
+
+      /* a bad block: the chunks below find the value again and say which */
+      start0 = done * blocksize;
+      if (done == full)
+        {
+          x += start0, packed += start0 / 2, absmax += done, n -= start0;
+          base = start0;
+          start0 = 0;
+        }
+    }
+#endif
+  for (gsize start = start0; start < n; start += chunk)
     {
       gsize m = MIN (chunk, n - start);
       const float *v = x + start;
@@ -670,7 +754,7 @@ _smelt_bnb4_quantize_as_at (SmeltSimdLevel  level,
           v = tmp;
         }
       if (!quantize_blocks (level, type, v, m, blocksize, packed + start / 2, absmax + start / blocksize))
-        return (gssize) (start + first_non_finite (v, m));
+        return (gssize) (base + start + first_non_finite (v, m));
     }
   return -1;
 }

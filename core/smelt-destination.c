@@ -244,6 +244,26 @@ smelt_destination_describe (SmeltDestination *self)
 }
 
 /**
+ * smelt_destination_has_seekable_files:
+ * @self: a #SmeltDestination
+ *
+ * Whether the files this destination creates can seek back while they
+ * are written (a local file can; an upload that hashes the bytes as they
+ * come cannot).
+ *
+ * Returns: %TRUE if the streams of smelt_destination_create_file() can seek
+ */
+gboolean
+smelt_destination_has_seekable_files (SmeltDestination *self)
+{
+  SmeltDestinationClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), FALSE);
+  klass = SMELT_DESTINATION_GET_CLASS (self);
+  return klass->has_seekable_files ? klass->has_seekable_files (self) : FALSE;
+}
+
+/**
  * smelt_destination_get_name:
  * @self: a #SmeltDestination
  *

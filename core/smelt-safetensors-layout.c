@@ -255,6 +255,61 @@ smelt_safetensors_layout_add_tensor (SmeltSafetensorsLayout *self,
 }
 
 /**
+ * smelt_safetensors_layout_set_shape:
+ * @self: a #SmeltSafetensorsLayout
+ * @name: a tensor of the layout
+ * @shape: (array length=n_dims): its new shape
+ * @n_dims: its rank
+ * @error: return location for a #GError
+ *
+ * Changes a tensor's shape, and so its size: the tensors after it move.
+ * For data whose length is only known once it is made (a 4-bit weight's
+ * JSON quant state), planned at its longest first.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_safetensors_layout_set_shape (SmeltSafetensorsLayout *self,
+                                    const char             *name,
+                                    const guint64          *shape,
+                                    guint                   n_dims,
+                                    GError                **error)
+{
+  LayoutEntry *entry;
+  guint64 size, pos = 0;
+
+  g_return_val_if_fail (SMELT_IS_SAFETENSORS_LAYOUT (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (shape != NULL || n_dims == 0, FALSE);
+
+  entry = g_hash_table_lookup (self->by_name, name);
+  if (entry == NULL)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "tensor “%s” is not in the layout", name);
+      return FALSE;
+    }
+  if (!compute_size (name, entry->dtype, shape, n_dims, &size, error))
+    return FALSE;
+  g_free (entry->shape);
+  entry->shape = g_new0 (guint64, MAX (n_dims, 1));
+  if (n_dims > 0)
+    memcpy (entry->shape, shape, n_dims * sizeof (guint64));
+  entry->n_dims = n_dims;
+  entry->size = size;
+  for (guint i = 0; i < self->entries->len; i++)
+    {
+      LayoutEntry *e = self->entries->pdata[i];
+
+      e->begin = pos;
+      pos += e->size;
+    }
+  self->data_size = pos;
+  invalidate (self);
+  return TRUE;
+}
+
+/**
  * smelt_safetensors_layout_set_metadata:
  * @self: a #SmeltSafetensorsLayout
  * @key: a `__metadata__` key, valid UTF-8
@@ -498,7 +553,8 @@ append_entry (const LayoutEntry *entry,
 }
 
 static GBytes *
-build_header (SmeltSafetensorsLayout *self)
+build_header (SmeltSafetensorsLayout *self,
+              gsize                   reserve)
 {
   GString *out = g_string_new (NULL);
   guint64 n;
@@ -517,7 +573,7 @@ build_header (SmeltSafetensorsLayout *self)
 
   /* Padding to a multiple of 8 puts the data section, and so (after the
    * sort) every tensor, at an offset aligned to its element size. */
-  while ((out->len - 8) % 8 != 0)
+  while ((out->len - 8) % 8 != 0 || out->len < reserve)
     g_string_append_c (out, ' ');
   n = out->len - 8;
   for (int i = 0; i < 8; i++)
@@ -543,8 +599,34 @@ smelt_safetensors_layout_get_header (SmeltSafetensorsLayout *self)
   g_return_val_if_fail (SMELT_IS_SAFETENSORS_LAYOUT (self), NULL);
 
   if (self->header == NULL)
-    self->header = build_header (self);
+    self->header = build_header (self, 0);
   return g_bytes_ref (self->header);
+}
+
+/**
+ * smelt_safetensors_layout_get_header_sized:
+ * @self: a #SmeltSafetensorsLayout
+ * @size: the length wanted, a multiple of 8
+ *
+ * smelt_safetensors_layout_get_header(), padded with more spaces to
+ * @size bytes (the format allows any trailing whitespace): a header
+ * rewritten in place over a longer one it replaces.
+ *
+ * Returns: (transfer full) (nullable): @size bytes, or %NULL if the
+ *   header needs more
+ */
+GBytes *
+smelt_safetensors_layout_get_header_sized (SmeltSafetensorsLayout *self,
+                                           gsize                   size)
+{
+  GBytes *header;
+
+  g_return_val_if_fail (SMELT_IS_SAFETENSORS_LAYOUT (self), NULL);
+
+  header = build_header (self, size);
+  if (g_bytes_get_size (header) != size)
+    g_clear_pointer (&header, g_bytes_unref);
+  return header;
 }
 
 /**

@@ -22,6 +22,13 @@
  * with smelt_shard_set_write(): shards are created, given their header and
  * closed as the stream moves through them, and each is checked to hold
  * exactly the planned bytes. smelt_shard_set_finish() writes the index.
+ *
+ * A tensor whose length is only known once it is made can be planned at
+ * its longest and given its shape with smelt_shard_set_set_tensor_shape()
+ * before its bytes are written; if its shard's header was written by
+ * then, it is written again, padded to its first length, when the shard
+ * closes (which needs a destination whose files can seek, see
+ * smelt_destination_has_seekable_files()).
  */
 
 typedef struct {
@@ -30,6 +37,8 @@ typedef struct {
   guint64                 planned;    /* bytes of tensors so far, for the split rule */
   guint64                 written;
   gboolean                created;
+  gsize                   header_len;  /* as written when the file was created */
+  gboolean                rewrite;     /* a shape changed since: rewrite it at the end */
 } Shard;
 
 struct _SmeltShardSet
@@ -286,6 +295,41 @@ smelt_shard_set_plan_files (SmeltShardSet *self,
     }
 }
 
+/* Writes the shard's header again over the one it was created with,
+ * padded to the same length: the data does not move. */
+static gboolean
+rewrite_header (SmeltShardSet  *self,
+                Shard          *s,
+                GCancellable   *cancellable,
+                GError        **error)
+{
+  g_autoptr(GBytes) header = smelt_safetensors_layout_get_header_sized (s->layout, s->header_len);
+
+  if (header == NULL)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "%s: the final header is longer than the %zu bytes planned for it",
+                   s->file_name, s->header_len);
+      return FALSE;
+    }
+  if (!G_IS_SEEKABLE (self->out) || !g_seekable_can_seek (G_SEEKABLE (self->out)))
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "%s: the destination cannot rewrite the header of a file it is writing",
+                   s->file_name);
+      return FALSE;
+    }
+  if (!g_seekable_seek (G_SEEKABLE (self->out), 0, G_SEEK_SET, cancellable, error) ||
+      !g_output_stream_write_all (self->out, g_bytes_get_data (header, NULL),
+                                  g_bytes_get_size (header), NULL, cancellable, error))
+    {
+      g_prefix_error (error, "%s: ", s->file_name);
+      return FALSE;
+    }
+  s->rewrite = FALSE;
+  return TRUE;
+}
+
 static gboolean
 close_open (SmeltShardSet  *self,
             GCancellable   *cancellable,
@@ -304,6 +348,8 @@ close_open (SmeltShardSet  *self,
       return FALSE;
     }
   self->open = -1;
+  if (s->rewrite && !rewrite_header (self, s, cancellable, error))
+    return FALSE;
   if (!g_output_stream_close (self->out, cancellable, error))
     {
       g_prefix_error (error, "%s: ", s->file_name);
@@ -331,6 +377,7 @@ open_shard (SmeltShardSet  *self,
   self->open = shard;
   s->created = TRUE;
   header = smelt_safetensors_layout_get_header (s->layout);
+  s->header_len = g_bytes_get_size (header);
   if (!g_output_stream_write_all (self->out, g_bytes_get_data (header, NULL),
                                   g_bytes_get_size (header), NULL, cancellable, error))
     {
@@ -378,6 +425,54 @@ smelt_shard_set_write (SmeltShardSet  *self,
       return FALSE;
     }
   s->written += len;
+  return TRUE;
+}
+
+/**
+ * smelt_shard_set_set_tensor_shape:
+ * @self: a set
+ * @name: a planned tensor whose bytes are not written yet
+ * @shape: (array length=n_dims): its final shape
+ * @n_dims: its rank
+ * @error: return location for a #GError
+ *
+ * Gives a tensor planned at its longest its final shape, no longer than
+ * planned. The tensors after it in its shard move; if the shard's file
+ * exists already, its header is rewritten when it closes.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+smelt_shard_set_set_tensor_shape (SmeltShardSet  *self,
+                                  const char     *name,
+                                  const guint64  *shape,
+                                  guint           n_dims,
+                                  GError        **error)
+{
+  int shard;
+  Shard *s;
+  guint64 before;
+
+  g_return_val_if_fail (SMELT_IS_SHARD_SET (self), FALSE);
+
+  shard = smelt_shard_set_lookup (self, name);
+  if (shard < 0)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "tensor “%s” is not planned in any shard", name);
+      return FALSE;
+    }
+  s = g_ptr_array_index (self->shards, shard);
+  before = smelt_safetensors_layout_get_data_size (s->layout);
+  if (!smelt_safetensors_layout_set_shape (s->layout, name, shape, n_dims, error))
+    return FALSE;
+  if (smelt_safetensors_layout_get_data_size (s->layout) > before)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_FAILED,
+                   "%s: tensor “%s” grew past its planned length", s->file_name, name);
+      return FALSE;
+    }
+  s->rewrite = s->rewrite || s->created;
   return TRUE;
 }
 

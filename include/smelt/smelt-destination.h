@@ -28,6 +28,9 @@ G_DECLARE_DERIVABLE_TYPE (SmeltDestination, smelt_destination, SMELT, DESTINATIO
  * @describe: a human readable location, for plans and messages
  * @check_options: checks option values once the recipe has set them,
  *   before anything is opened (so `smelt validate` catches bad values)
+ * @has_seekable_files: whether the streams of create_file() implement
+ *   #GSeekable and can seek back (default: no); formats may then rewrite
+ *   the start of a file instead of taking a second pass
  *
  * The virtual methods of a destination plugin.
  */
@@ -50,9 +53,10 @@ struct _SmeltDestinationClass
   char *         (*describe)    (SmeltDestination *self);
   gboolean       (*check_options) (SmeltDestination *self,
                                    GError          **error);
+  gboolean       (*has_seekable_files) (SmeltDestination *self);
 
   /*< private >*/
-  gpointer padding[11];
+  gpointer padding[10];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -73,6 +77,8 @@ SMELT_AVAILABLE_IN_ALL
 void           smelt_destination_abort       (SmeltDestination *self);
 SMELT_AVAILABLE_IN_ALL
 char          *smelt_destination_describe    (SmeltDestination *self);
+SMELT_AVAILABLE_IN_ALL
+gboolean       smelt_destination_has_seekable_files (SmeltDestination *self);
 SMELT_AVAILABLE_IN_ALL
 gboolean       smelt_destination_check_options (SmeltDestination *self,
                                                 GError          **error);

@@ -77,6 +77,15 @@ gboolean     smelt_safetensors_layout_get_span     (SmeltSafetensorsLayout *self
 SMELT_AVAILABLE_IN_ALL
 GBytes      *smelt_safetensors_layout_get_header   (SmeltSafetensorsLayout *self);
 SMELT_AVAILABLE_IN_ALL
+GBytes      *smelt_safetensors_layout_get_header_sized (SmeltSafetensorsLayout *self,
+                                                        gsize                   size);
+SMELT_AVAILABLE_IN_ALL
+gboolean     smelt_safetensors_layout_set_shape    (SmeltSafetensorsLayout *self,
+                                                    const char             *name,
+                                                    const guint64          *shape,
+                                                    guint                   n_dims,
+                                                    GError                **error);
+SMELT_AVAILABLE_IN_ALL
 guint64      smelt_safetensors_layout_get_data_size (SmeltSafetensorsLayout *self);
 SMELT_AVAILABLE_IN_ALL
 guint64      smelt_safetensors_layout_get_file_size (SmeltSafetensorsLayout *self);

@@ -44,6 +44,12 @@ SMELT_AVAILABLE_IN_ALL
 int            smelt_shard_set_lookup         (SmeltShardSet *self,
                                                const char    *name);
 SMELT_AVAILABLE_IN_ALL
+gboolean       smelt_shard_set_set_tensor_shape (SmeltShardSet *self,
+                                                 const char    *name,
+                                                 const guint64 *shape,
+                                                 guint          n_dims,
+                                                 GError       **error);
+SMELT_AVAILABLE_IN_ALL
 void           smelt_shard_set_plan_files     (SmeltShardSet *self,
                                                SmeltFormat   *format,
                                                gboolean       sizes_known);

@@ -80,7 +80,6 @@ struct _SmeltBnb4Format
   char                 *max_shard_size;
   gboolean              report;
   gboolean              scan_cache;
-  guint                 scan_cache_memory;   /* MiB */
 
   SmeltBnb4Plan        *plan;
   guint                 next;          /* first plan entry not yet written */
@@ -98,7 +97,6 @@ enum {
   PROP_MAX_SHARD_SIZE,
   PROP_REPORT,
   PROP_SCAN_CACHE,
-  PROP_SCAN_CACHE_MEMORY,
   N_PROPS
 };
 
@@ -156,9 +154,6 @@ smelt_bnb4_format_get_property (GObject    *object,
     case PROP_SCAN_CACHE:
       g_value_set_boolean (value, self->scan_cache);
       break;
-    case PROP_SCAN_CACHE_MEMORY:
-      g_value_set_uint (value, self->scan_cache_memory);
-      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -203,9 +198,6 @@ smelt_bnb4_format_set_property (GObject      *object,
       break;
     case PROP_SCAN_CACHE:
       self->scan_cache = g_value_get_boolean (value);
-      break;
-    case PROP_SCAN_CACHE_MEMORY:
-      self->scan_cache_memory = g_value_get_uint (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -273,10 +265,13 @@ choose_dtype (SmeltBnb4Format *self,
     }
 }
 
+/* The shards' sizes are known once the plan is final and no quant
+ * state's length is still to come. */
 static void
 add_planned_files (SmeltBnb4Format *self)
 {
-  smelt_shard_set_plan_files (self->plan->shards, SMELT_FORMAT (self), self->plan->final);
+  smelt_shard_set_plan_files (self->plan->shards, SMELT_FORMAT (self),
+                              self->plan->final && !self->plan->deferred);
 }
 
 static gboolean
@@ -300,7 +295,8 @@ smelt_bnb4_format_plan (SmeltFormat  *format,
   opt.max_shard_size = max_size;
   opt.report = self->report;
   opt.cache = self->scan_cache;
-  opt.cache_memory = (guint64) self->scan_cache_memory << 20;
+  opt.seekable = smelt_format_get_destination (format) != NULL &&
+                 smelt_destination_has_seekable_files (smelt_format_get_destination (format));
   self->plan = smelt_bnb4_plan_new (source, &opt, error);
   if (self->plan == NULL)
     return FALSE;
@@ -463,17 +459,13 @@ copy_spill (SmeltBnb4Format  *self,
 }
 
 /* A 4-bit weight the scan pass quantized: its codes, then its other
- * pieces, from memory or from the temporary file. */
+ * pieces, all from the temporary file. */
 static gboolean
 write_spilled (SmeltBnb4Format  *self,
                SmeltBnb4Entry   *e,
                GCancellable     *cancellable,
                GError          **error)
 {
-  g_autoptr(GPtrArray) cached = smelt_bnb4_entry_take_cached (self->plan, e);
-
-  if (cached != NULL)
-    return write_pieces (self, e, cached, cancellable, error);
   return copy_spill (self, e, e->spill_packed_at, (e->n + 1) / 2, cancellable, error) &&
          copy_spill (self, e, e->spill_tail_at, e->spill_tail_len, cancellable, error);
 }
@@ -557,6 +549,8 @@ smelt_bnb4_format_finish (SmeltFormat   *format,
   if (!advance_to (self, self->plan->entries->len, cancellable, error) ||
       !smelt_shard_set_finish (self->plan->shards, format, cancellable, error))
     return FALSE;
+  if (self->plan->deferred)
+    smelt_shard_set_plan_files (self->plan->shards, format, TRUE);
   if (!smelt_format_write_file (format, "config.json", self->config, cancellable, error))
     return FALSE;
   if (smelt_model_get_generation_config (model))
@@ -639,14 +633,11 @@ smelt_bnb4_format_class_init (SmeltBnb4FormatClass *klass)
                          "5GB", G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   properties[PROP_SCAN_CACHE] =
     g_param_spec_boolean ("scan-cache", "ScanCache",
-                          "With double quantization, keep the first pass's codes (about 0.56 "
-                          "bytes per weight) for the second instead of reading and merging the "
-                          "weights again: in memory up to ScanCacheMemory, then in a temporary file",
+                          "With double quantization to a destination that cannot rewrite a "
+                          "file's start (hf-hub), keep the first pass's codes in a temporary "
+                          "file (about 0.56 bytes per weight) instead of reading and merging "
+                          "the weights again",
                           TRUE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
-  properties[PROP_SCAN_CACHE_MEMORY] =
-    g_param_spec_uint ("scan-cache-memory", "ScanCacheMemory",
-                       "MiB of the kept codes that may stay in memory (0: all in the temporary file)",
-                       0, 1u << 20, 512, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   properties[PROP_REPORT] =
     g_param_spec_boolean ("report", "Report",
                           "Measure each weight's quantization error and how much of the "
@@ -665,7 +656,6 @@ smelt_bnb4_format_init (SmeltBnb4Format *self)
   self->max_shard_size = g_strdup ("5GB");
   self->report = TRUE;
   self->scan_cache = TRUE;
-  self->scan_cache_memory = 512;
 }
 
 static gboolean

@@ -121,7 +121,6 @@ entry_free (gpointer data)
   SmeltBnb4Entry *e = data;
 
   g_clear_pointer (&e->absmax, g_array_unref);
-  g_clear_pointer (&e->cached, g_ptr_array_unref);
   g_free (e);
 }
 
@@ -484,7 +483,8 @@ smelt_bnb4_plan_new (SmeltSource            *source,
     }
   /* without double quantization (or nothing to quantize) every length
    * is known now; with it, the shards are planned again after the scan */
-  plan->final = !opt->nested || plan->n_quant == 0;
+  plan->final = !opt->nested || plan->n_quant == 0 || opt->seekable;
+  plan->deferred = plan->final && opt->nested && plan->n_quant > 0;
   plan->spill_fd = -1;
   if (!plan->final && opt->cache && !open_spill (plan, error))
     {
@@ -800,48 +800,19 @@ start_entry (SmeltBnb4Entry *e)
     }
 }
 
-/* What keeping a weight's pieces costs: its codes and absmax values (the
- * 8-bit ones and the nested pieces are smaller). */
-static guint64
-cache_size (SmeltBnb4Plan  *plan,
-            SmeltBnb4Entry *e)
-{
-  return (e->n + 1) / 2 + n_blocks (plan, e) * 4;
-}
-
-/* The scan's pieces of @e, kept for the writing pass: in memory while
- * the budget (ScanCacheMemory) allows, the job's buffers themselves and
- * not copies; beyond it in the spill file. A weight is kept in one place
- * or the other, whole. */
 static gboolean
-keep_pieces (SmeltBnb4Plan  *plan,
-             SmeltBnb4Entry *e,
-             GPtrArray      *pieces,
-             GError        **error)
+spill_pieces (SmeltBnb4Plan  *plan,
+              GPtrArray      *pieces,
+              GError        **error)
 {
   for (guint i = 0; i < pieces->len; i++)
     {
       GBytes *b = g_ptr_array_index (pieces, i);
 
-      if (e->cached != NULL)
-        {
-          g_ptr_array_add (e->cached, g_bytes_ref (b));
-          plan->cached_bytes += g_bytes_get_size (b);
-        }
-      else if (!spill_write (plan, g_bytes_get_data (b, NULL), g_bytes_get_size (b), error))
+      if (!spill_write (plan, g_bytes_get_data (b, NULL), g_bytes_get_size (b), error))
         return FALSE;
     }
   return TRUE;
-}
-
-/* Hands the pieces kept in memory to the writer, and forgets them. */
-GPtrArray *
-smelt_bnb4_entry_take_cached (SmeltBnb4Plan  *plan,
-                              SmeltBnb4Entry *e)
-{
-  for (guint i = 0; e->cached && i < e->cached->len; i++)
-    plan->cached_bytes -= g_bytes_get_size (g_ptr_array_index (e->cached, i));
-  return g_steal_pointer (&e->cached);
 }
 
 gboolean
@@ -856,14 +827,10 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
 
   start_entry (e);
   if (full && e->elements_done == 0)
-    {
-      e->spill_packed_at = plan->spill_size;
-      if (plan->cached_bytes + cache_size (plan, e) <= plan->opt.cache_memory)
-        e->cached = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-    }
+    e->spill_packed_at = plan->spill_size;
   if (!walk_slices (plan, e, data, !full, pieces, error))
     return FALSE;
-  if (pieces != NULL && !keep_pieces (plan, e, pieces, error))
+  if (pieces != NULL && !spill_pieces (plan, pieces, error))
     return FALSE;
   if (e->elements_done >= e->n)
     {
@@ -878,7 +845,7 @@ smelt_bnb4_entry_scan (SmeltBnb4Plan  *plan,
           if (tail == NULL)
             return FALSE;
           e->spill_tail_at = plan->spill_size;
-          if (!keep_pieces (plan, e, tail, error))
+          if (!spill_pieces (plan, tail, error))
             return FALSE;
           e->spill_tail_len = plan->spill_size - e->spill_tail_at;
           e->spilled = TRUE;
@@ -909,6 +876,20 @@ floats_bytes (const float *values,
   return g_bytes_new (values, n * sizeof (float));
 }
 
+/* The quant state's length, once its offset is known: its shard was
+ * planned with the longest it could be, and its header is rewritten. */
+static gboolean
+set_json_length (SmeltBnb4Plan  *plan,
+                 SmeltBnb4Entry *e,
+                 gsize           len,
+                 GError        **error)
+{
+  g_autofree char *name = quant_state_name (plan, smelt_tensor_get_name (e->tensor));
+  guint64 shape[1] = { len };
+
+  return smelt_shard_set_set_tensor_shape (plan->shards, name, shape, 1, error);
+}
+
 /* The pieces after the codes, once the whole weight has been seen. */
 GPtrArray *
 smelt_bnb4_entry_finish (SmeltBnb4Plan  *plan,
@@ -936,6 +917,11 @@ smelt_bnb4_entry_finish (SmeltBnb4Plan  *plan,
       g_autofree float *nested = g_new (float, n_nested);
 
       offset = smelt_bnb4_nested_offset (am, nb);
+      if (plan->deferred)
+        {
+          e->offset = offset;
+          e->have_offset = TRUE;
+        }
       /* the header was planned with the scan's mean: both passes must agree */
       if (!e->have_offset || memcmp (&offset, &e->offset, sizeof offset) != 0)
         {
@@ -956,6 +942,8 @@ smelt_bnb4_entry_finish (SmeltBnb4Plan  *plan,
       g_ptr_array_add (pieces, floats_bytes (smelt_bnb4_get_quant_map (plan->opt.quant_type), 16));
     }
   json = quant_state_json (plan, e, offset);
+  if (plan->deferred && !set_json_length (plan, e, strlen (json), error))
+    return NULL;
   g_ptr_array_add (pieces, g_bytes_new (json, strlen (json)));
   return g_steal_pointer (&pieces);
 }

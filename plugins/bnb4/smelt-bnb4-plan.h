@@ -16,8 +16,8 @@ typedef struct {
   const char * const  *skip_modules;    /* nullable */
   guint64              max_shard_size;
   gboolean             report;          /* measure the quality report's sums */
-  gboolean             cache;           /* keep the scan's codes for the writing pass */
-  guint64              cache_memory;    /* how many of their bytes may stay in memory */
+  gboolean             cache;           /* keep the scan's codes in a temporary file */
+  gboolean             seekable;        /* the destination can rewrite a shard's header */
 } SmeltBnb4Options;
 
 typedef enum {
@@ -41,8 +41,7 @@ typedef struct {
   guint64            rows_done;
   SmeltTensor       *base;         /* the unmerged weight, for the report's delta */
   SmeltQualityStats  stats;        /* the report's sums, writing pass */
-  gboolean           spilled;      /* the scan kept its pieces: in memory or in the spill file */
-  GPtrArray         *cached;       /* GBytes: the pieces in memory, in file order, or NULL */
+  gboolean           spilled;      /* its codes and absmax are in the plan's spill file */
   guint64            spill_packed_at;
   guint64            spill_tail_at;   /* the pieces after the codes */
   guint64            spill_tail_len;
@@ -55,10 +54,10 @@ typedef struct {
   GHashTable       *by_name;      /* tensor name → SmeltBnb4Entry */
   SmeltShardSet    *shards;
   gboolean          final;        /* the shards are planned for good */
+  gboolean          deferred;     /* final, but the quant states' lengths come as they are made */
   int               spill_fd;     /* the scan's codes (opt.cache), or -1 */
   char             *spill_dir;
   guint64           spill_size;
-  guint64           cached_bytes; /* held in entries' cached pieces */
   guint             n_quant, n_copy;
 } SmeltBnb4Plan;
 
@@ -106,8 +105,7 @@ GPtrArray      *smelt_bnb4_entry_finish    (SmeltBnb4Plan  *plan,
                                             SmeltBnb4Entry *e,
                                             GError        **error);
 GPtrArray      *smelt_bnb4_entry_copy_pieces (SmeltBnb4Entry *e);
-GPtrArray      *smelt_bnb4_entry_take_cached (SmeltBnb4Plan  *plan,
-                                              SmeltBnb4Entry *e);
+
 gboolean        smelt_bnb4_plan_scans_fully (SmeltBnb4Plan *plan);
 gboolean        smelt_bnb4_entry_read_spill (SmeltBnb4Plan  *plan,
                                              SmeltBnb4Entry *e,

@@ -22,7 +22,11 @@ struct _SmeltLocalfsStream
   char *path;
 };
 
-G_DEFINE_FINAL_TYPE (SmeltLocalfsStream, smelt_localfs_stream, G_TYPE_OUTPUT_STREAM)
+static void smelt_localfs_stream_seekable_init (GSeekableIface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (SmeltLocalfsStream, smelt_localfs_stream, G_TYPE_OUTPUT_STREAM,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_SEEKABLE,
+                                                      smelt_localfs_stream_seekable_init))
 
 static gssize
 smelt_localfs_stream_write (GOutputStream  *stream,
@@ -47,6 +51,72 @@ smelt_localfs_stream_write (GOutputStream  *stream,
                    "%s: cannot write: %s", self->path, g_strerror (saved));
     }
   return n;
+}
+
+/* Seeking lets a format rewrite a header it could only complete at the
+ * end (a regular file can; truncating is never needed). */
+static goffset
+smelt_localfs_stream_tell (GSeekable *seekable)
+{
+  SmeltLocalfsStream *self = SMELT_LOCALFS_STREAM (seekable);
+
+  return self->fd >= 0 ? lseek (self->fd, 0, SEEK_CUR) : -1;
+}
+
+static gboolean
+smelt_localfs_stream_can_seek (GSeekable *seekable)
+{
+  return SMELT_LOCALFS_STREAM (seekable)->fd >= 0;
+}
+
+static gboolean
+smelt_localfs_stream_seek (GSeekable     *seekable,
+                           goffset        offset,
+                           GSeekType      type,
+                           GCancellable  *cancellable,
+                           GError       **error)
+{
+  SmeltLocalfsStream *self = SMELT_LOCALFS_STREAM (seekable);
+  int whence = type == G_SEEK_SET ? SEEK_SET : type == G_SEEK_END ? SEEK_END : SEEK_CUR;
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return FALSE;
+  if (lseek (self->fd, offset, whence) < 0)
+    {
+      int saved = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                   "%s: cannot seek: %s", self->path, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+smelt_localfs_stream_can_truncate (GSeekable *seekable)
+{
+  return FALSE;
+}
+
+static gboolean
+smelt_localfs_stream_truncate (GSeekable     *seekable,
+                               goffset        offset,
+                               GCancellable  *cancellable,
+                               GError       **error)
+{
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "%s: cannot truncate",
+               SMELT_LOCALFS_STREAM (seekable)->path);
+  return FALSE;
+}
+
+static void
+smelt_localfs_stream_seekable_init (GSeekableIface *iface)
+{
+  iface->tell = smelt_localfs_stream_tell;
+  iface->can_seek = smelt_localfs_stream_can_seek;
+  iface->seek = smelt_localfs_stream_seek;
+  iface->can_truncate = smelt_localfs_stream_can_truncate;
+  iface->truncate_fn = smelt_localfs_stream_truncate;
 }
 
 static gboolean

@@ -246,6 +246,12 @@ smelt_localfs_create_file (SmeltDestination *dest,
 }
 
 static gboolean
+smelt_localfs_has_seekable_files (SmeltDestination *dest)
+{
+  return TRUE;
+}
+
+static gboolean
 sync_path (const char  *path,
            int          flags,
            GError     **error)
@@ -370,6 +376,7 @@ smelt_localfs_class_init (SmeltLocalfsClass *klass)
   object_class->set_property = smelt_localfs_set_property;
   dest_class->prepare = smelt_localfs_prepare;
   dest_class->create_file = smelt_localfs_create_file;
+  dest_class->has_seekable_files = smelt_localfs_has_seekable_files;
   dest_class->commit = smelt_localfs_commit;
   dest_class->abort = smelt_localfs_abort;
   dest_class->describe = smelt_localfs_describe;

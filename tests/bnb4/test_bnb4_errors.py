@@ -71,8 +71,9 @@ def cases(work):
         ("fp16-overflow", big, {"DType": "fp16"}, 1, [BAD_WEIGHT, "float16", "65504", "bf16"]),
         ("nan", nan, {"DoubleQuant": "false"}, 1, [BAD_WEIGHT, "not a finite number"]),
         ("nan-scan", nan, {}, 1, [BAD_WEIGHT, "not a finite number"]),
-        # the scan cache cannot be created (TMPDIR set to a missing folder)
-        ("scan-cache", base, {"TMPDIR": os.path.join(work, "no-such-dir")}, 1,
+        # to a destination that cannot seek, the scan cache cannot be
+        # created (TMPDIR set to a missing folder)
+        ("scan-cache", base, {"TMPDIR": os.path.join(work, "no-such-dir"), "_dest": "stream"}, 1,
          ["ScanCache", "no-such-dir"]),
     ]
 
@@ -81,6 +82,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smelt", required=True)
     ap.add_argument("--workdir", required=True)
+    ap.add_argument("--stream-dest", required=True,
+                    help="folder of the stream-dest fixture plugin")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     failures = 0
@@ -88,10 +91,19 @@ def main():
         out = os.path.join(args.workdir, "out-" + label)
         shutil.rmtree(out, ignore_errors=True)
         env = dict(os.environ)
+        opts = dict(opts)
         if "TMPDIR" in opts:
             env["TMPDIR"] = opts.pop("TMPDIR")
+        stream = opts.pop("_dest", None) == "stream"
         recipe = gen.write_recipe(os.path.join(args.workdir, label + ".smelt"), m, (), None,
                                   [("bnb", "bnb4", out, opts)])
+        if stream:
+            with open(recipe) as f:
+                text = f.read().replace("Plugin=localfs", "Plugin=stream-dest")
+            with open(recipe, "w") as f:
+                f.write(text.replace("Overwrite=true\n", ""))
+            env["SMELT_PLUGIN_PATH"] = os.pathsep.join(
+                p for p in (env.get("SMELT_PLUGIN_PATH"), args.stream_dest) if p)
         p = subprocess.run([args.smelt, "run", recipe, "--progress=none"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         problems = []
