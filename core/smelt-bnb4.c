@@ -500,11 +500,16 @@ round_avx512 (__m512     v,
 }
 
 /* Whole blocks (@blocksize a multiple of 16), rounded to @dtype and
- * quantized in one pass over the input: each block rounded into a small
- * buffer while the largest input magnitude is found, then coded from the
- * buffer. Rounding is odd and monotonic, so the rounded block's absmax is
- * the rounded input absmax. Returns the first block holding a value that
- * is not finite (before or after rounding), or @n_blocks. */
+ * quantized in one pass over the input, a group of blocks (about 2048
+ * values, in the first-level cache) at a time: first each block is
+ * rounded into a buffer while the largest input magnitude is found, then
+ * the group's reciprocals, then the codes. Rounding is odd and monotonic,
+ * so the rounded block's absmax is the rounded input absmax. Grouping
+ * keeps each block's chain (reduce, divide, search) from stalling the
+ * next one. Returns the first block holding a value that is not finite
+ * (before or after rounding), or @n_blocks. */
+#define GROUP_VALUES 2048
+
 TARGET_AVX512 static gsize
 quantize_rounded_avx512 (SmeltBnb4Type  type,
                          SmeltDType     dtype,
@@ -514,33 +519,46 @@ quantize_rounded_avx512 (SmeltBnb4Type  type,
                          guint8        *packed,
                          float         *absmax)
 {
-  float tmp[4096] __attribute__ ((aligned (64)));
+  float tmp[MAX (GROUP_VALUES, 4096)] __attribute__ ((aligned (64)));
+  float inv[GROUP_VALUES / 16];
   const __m512i abs = _mm512_set1_epi32 ((int) F32_ABS_BITS);
+  gsize group = MAX (GROUP_VALUES / blocksize, 1);
   Search sr;
 
   load_search (&sr);
-  for (gsize b = 0; b < n_blocks; b++)
+  for (gsize g = 0; g < n_blocks; g += group)
     {
-      const float *src = x + b * blocksize;
-      __m512i m = _mm512_setzero_si512 ();
-      guint32 bits;
-      float a;
+      gsize k_end = MIN (group, n_blocks - g);
 
-      for (guint i = 0; i < blocksize; i += 16)
+      for (gsize k = 0; k < k_end; k++)
         {
-          __m512 v = _mm512_loadu_ps (src + i);
+          const float *src = x + (g + k) * blocksize;
+          float *dst = tmp + k * blocksize;
+          __m512i m = _mm512_setzero_si512 ();
+          guint32 bits;
+          float a;
 
-          m = _mm512_max_epu32 (m, _mm512_and_si512 (_mm512_castps_si512 (v), abs));
-          _mm512_store_ps (tmp + i, round_avx512 (v, dtype));
+          for (guint i = 0; i < blocksize; i += 16)
+            {
+              __m512 v = _mm512_loadu_ps (src + i);
+
+              m = _mm512_max_epu32 (m, _mm512_and_si512 (_mm512_castps_si512 (v), abs));
+              _mm512_store_ps (dst + i, round_avx512 (v, dtype));
+            }
+          bits = (guint32) _mm512_reduce_max_epu32 (m);
+          if (bits >= F32_EXP_ALL_ONES)
+            return g + k;
+          a = _mm512_cvtss_f32 (round_avx512 (_mm512_set1_ps (bits_to_float (bits)), dtype));
+          if (!isfinite (a))
+            return g + k;
+          absmax[g + k] = a;
         }
-      bits = (guint32) _mm512_reduce_max_epu32 (m);
-      if (bits >= F32_EXP_ALL_ONES)
-        return b;
-      a = _mm512_cvtss_f32 (round_avx512 (_mm512_set1_ps (bits_to_float (bits)), dtype));
-      if (!isfinite (a))
-        return b;
-      absmax[b] = a;
-      quantize_block_avx512 (type, &sr, tmp, blocksize, 1.0f / a, packed + b * blocksize / 2);
+      for (gsize k = 0; k < k_end; k += 16)
+        _mm512_storeu_ps (inv + k, _mm512_div_ps (_mm512_set1_ps (1.0f),
+                                                 _mm512_loadu_ps (absmax + g + k)));
+      for (gsize k = 0; k < k_end; k++)
+        quantize_block_avx512 (type, &sr, tmp + k * blocksize, blocksize, inv[k],
+                               packed + (g + k) * blocksize / 2);
     }
   return n_blocks;
 }

@@ -593,10 +593,22 @@ round_to_dtype (SmeltBnb4Plan *plan,
   return values;
 }
 
-/* The report samples every REPORT_STRIDE-th row group (whole blocks):
- * measuring every weight would cost several times the export itself,
- * since 4-bit quantization is cheap and the sums are not. */
+/* The report samples every REPORT_STRIDE-th row group (whole blocks),
+ * and no more than about REPORT_GROUPS groups of a weight: measuring
+ * every weight would cost several times the export itself, since 4-bit
+ * quantization is cheap and the sums are not, and a few dozen rows of
+ * thousands of blocks estimate a weight's error well. */
 #define REPORT_STRIDE 8
+#define REPORT_GROUPS 64
+
+static guint64
+report_stride (SmeltBnb4Entry *e,
+               guint64         group)
+{
+  guint64 n_groups = (smelt_tensor_get_n_rows (e->tensor) + group - 1) / group;
+
+  return MAX (REPORT_STRIDE, n_groups / REPORT_GROUPS);
+}
 
 /* The report's sums for one row group: the round trip of the merged
  * values against themselves and, for an adapted weight, the base's own
@@ -655,6 +667,7 @@ measure (SmeltBnb4Plan      *plan,
          GError            **error)
 {
   guint64 g = smelt_bnb4_entry_row_group (e, plan->opt.blocksize);
+  guint64 stride = report_stride (e, g);
 
   memset (st, 0, sizeof *st);
   /* slices start on a group boundary (the row group the job honours) */
@@ -662,7 +675,7 @@ measure (SmeltBnb4Plan      *plan,
     {
       guint64 m = MIN (g, n_rows - r);
 
-      if (((first_row + r) / g) % REPORT_STRIDE != 0)
+      if (((first_row + r) / g) % stride != 0)
         continue;
       if (!measure_group (plan, e, first_row + r, m, rows + r * e->row_len, packed, absmax,
                           r * e->row_len, st, error))

@@ -24,7 +24,7 @@ computes it from the published algorithm:
   float32 weights (tests/reference/merge_ref.py's merge) and, for adapted
   weights, the share of the adapters' change that survived, as numpy
   computes them from the reference's round trip on the rows the report
-  samples (every 8th group of whole blocks; absmax before double
+  samples (every 8th group of whole blocks, at most about 64 groups; absmax before double
   quantization, as documented).
 
     test_bnb4_export.py --smelt SMELT --workdir DIR
@@ -77,6 +77,8 @@ CASES = [
     ("nf4-odd-rows", dict(dtype="bf16", hidden=72, intermediate=200, heads=4, kv_heads=2),
      {}, "bf16"),
     ("nf4-sharded", dict(dtype="bf16"), {"MaxShardSize": "40KB"}, "bf16"),
+    # 1100-row projections: the report samples sparser than every 8th row
+    ("nf4-long", dict(dtype="bf16", intermediate=1100), {}, "bf16"),
 ]
 
 
@@ -203,10 +205,12 @@ def check_config(m16, b4, qconfig):
 
 
 def sampled(a, shape, bs):
-    """The rows the report measures: every 8th group of whole blocks."""
+    """The rows the report measures: every 8th group of whole blocks, or
+    every (groups // 64)-th when that is sparser."""
     rows, cols = shape
     g = bs // np.gcd(cols, bs)
-    keep = [r for r in range(rows) if (r // g) % 8 == 0]
+    stride = max(8, ((rows + g - 1) // g) // 64)
+    keep = [r for r in range(rows) if (r // g) % stride == 0]
     groups = [np.arange(r * cols, (r + 1) * cols) for r in keep]
     return a[np.concatenate(groups)]
 
