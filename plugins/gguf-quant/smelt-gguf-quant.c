@@ -8,6 +8,7 @@
 #include <smelt/smelt.h>
 
 #include "smelt-gguf-arch.h"
+#include "smelt-gguf-lora.h"
 #include "smelt-gguf-mixture.h"
 #include "smelt-gguf-requant.h"
 #include "smelt-gguf-vocab.h"
@@ -124,6 +125,7 @@ struct _SmeltGgufQuant
   char              **tags;
   char              **languages;
   gboolean            report;
+  gboolean            adapter;
 
   /* plan */
   SmeltGgufArchPlan  *plan;
@@ -132,6 +134,7 @@ struct _SmeltGgufQuant
   GPtrArray          *outputs;     /* Output */
   SmeltTensor       **base_of;     /* per plan tensor: the unmerged tensor, for modified ones */
   char               *report_path;
+  SmeltGgufLora      *lora;        /* Adapter=true: the adapters' pairs */
 };
 
 enum {
@@ -151,6 +154,7 @@ enum {
   PROP_TAGS,
   PROP_LANGUAGES,
   PROP_REPORT,
+  PROP_ADAPTER,
   N_PROPS
 };
 
@@ -207,6 +211,7 @@ smelt_gguf_quant_finalize (GObject *object)
   g_ptr_array_unref (self->outputs);
   g_free (self->base_of);
   g_free (self->report_path);
+  g_clear_pointer (&self->lora, smelt_gguf_lora_free);
   G_OBJECT_CLASS (smelt_gguf_quant_parent_class)->finalize (object);
 }
 
@@ -260,6 +265,8 @@ smelt_gguf_quant_get_property (GObject    *object,
     g_value_set_boxed (value, *v);
   else if (prop_id == PROP_REPORT)
     g_value_set_boolean (value, self->report);
+  else if (prop_id == PROP_ADAPTER)
+    g_value_set_boolean (value, self->adapter);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -286,6 +293,8 @@ smelt_gguf_quant_set_property (GObject      *object,
     }
   else if (prop_id == PROP_REPORT)
     self->report = g_value_get_boolean (value);
+  else if (prop_id == PROP_ADAPTER)
+    self->adapter = g_value_get_boolean (value);
   else
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
@@ -392,6 +401,36 @@ parse_max_size (const char  *text,
   return FALSE;
 }
 
+/* An adapter GGUF holds what convert_lora_to_gguf.py --outtype can
+ * write, in one file: llama_adapter_lora_init() reads no split files. */
+static gboolean
+check_adapter_options (GPtrArray  *types,
+                       guint64     max_size,
+                       GError    **error)
+{
+  for (guint i = 0; i < types->len; i++)
+    {
+      const OutputType *t = g_ptr_array_index (types, i);
+
+      if (t->mix != NULL)
+        {
+          g_set_error (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                       "Types: %s is a quantization of whole models; with Adapter=true the "
+                       "types are f32, f16, bf16, q8_0 or auto (convert_lora_to_gguf.py's "
+                       "--outtype)", t->name);
+          return FALSE;
+        }
+    }
+  if (max_size != 0)
+    {
+      g_set_error_literal (error, SMELT_RECIPE_ERROR, SMELT_RECIPE_ERROR_BAD_VALUE,
+                           "MaxFileSize: llama.cpp loads a LoRA adapter from one file; "
+                           "leave MaxFileSize unset with Adapter=true");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 smelt_gguf_quant_check_options (SmeltFormat  *format,
                                 GError      **error)
@@ -410,7 +449,8 @@ smelt_gguf_quant_check_options (SmeltFormat  *format,
     }
   return parse_types (self->types, types, &has_auto, error) &&
          check_name (self->name, error) &&
-         parse_max_size (self->max_file_size, &size, error);
+         parse_max_size (self->max_file_size, &size, error) &&
+         (!self->adapter || check_adapter_options (types, size, error));
 }
 
 /* ---- general.* metadata ------------------------------------------------ */
@@ -588,13 +628,12 @@ base_models (SmeltGgufQuant *self,
   }
 }
 
-/* license: from the base's model card front matter (README.md), as the
+/* license: from the model card front matter (README.md) in @dir, as the
  * converter reads it; the recipe's License wins. */
 static char *
-card_license (SmeltSource *source)
+card_license (const char *dir)
 {
-  g_autofree char *path = g_build_filename (smelt_model_get_path (smelt_source_get_model (source)),
-                                            "README.md", NULL);
+  g_autofree char *path = g_build_filename (dir, "README.md", NULL);
   g_autofree char *text = NULL;
   g_auto(GStrv) lines = NULL;
 
@@ -657,8 +696,9 @@ write_general (SmeltGgufQuant  *self,
 {
   g_autofree char *name = model_display_name (self, source);
   g_autofree char *label = size_label (count_parameters (self->plan));
+  const char *dir = smelt_model_get_path (smelt_source_get_model (source));
   g_autofree char *license = self->license && *self->license ? g_strdup (self->license)
-                                                             : card_license (source);
+                                                             : card_license (dir);
 
   write_sampling (layout, source);
   smelt_gguf_layout_set_string (layout, "general.name", name);
@@ -1002,6 +1042,116 @@ plan_from_gguf (SmeltGgufQuant  *self,
   return layout;
 }
 
+/* ---- Adapter=true: the adapters as a llama.cpp LoRA adapter ------------ */
+
+/* The keys convert_lora_to_gguf.py writes, in its order: the base's
+ * architecture, the adapter type, authorship (no size label: the
+ * converter only writes one for models), the alpha, the quantization
+ * version. No
+ * general.file_type, hyperparameters or tokenizer: llama.cpp takes those
+ * from the base model. */
+static SmeltGgufLayout *
+make_adapter_template (SmeltGgufQuant *self,
+                       SmeltSource    *source)
+{
+  SmeltGgufLayout *layout = smelt_gguf_layout_new ();
+  g_autofree char *name = model_display_name (self, source);
+  SmeltAdapter *last = smelt_source_get_adapter (source, smelt_source_get_n_adapters (source) - 1);
+  g_autofree char *license = NULL;
+
+  /* an adapter's own card first, as the converter reads it; a LoRA of a
+   * model is under that model's license otherwise */
+  if (self->license && *self->license)
+    license = g_strdup (self->license);
+  else if ((license = card_license (smelt_adapter_get_path (last))) == NULL)
+    license = card_license (smelt_model_get_path (smelt_source_get_model (source)));
+
+  smelt_gguf_layout_set_string (layout, "general.architecture", self->plan->arch);
+  smelt_gguf_layout_set_string (layout, "general.type", "adapter");
+  smelt_gguf_layout_set_string (layout, "adapter.type", "lora");
+  smelt_gguf_layout_set_string (layout, "general.name", name);
+  set_if (layout, "general.author", self->author);
+  set_if (layout, "general.version", self->version);
+  set_if (layout, "general.organization", self->organization);
+  set_if (layout, "general.finetune", self->finetune);
+  set_if (layout, "general.description", self->description);
+  set_if (layout, "general.license", license);
+  write_base_models (self, source, layout);
+  set_strv (layout, "general.tags", self->tags);
+  set_strv (layout, "general.languages", self->languages);
+  smelt_gguf_layout_set_float32 (layout, "adapter.lora.alpha", smelt_gguf_lora_get_alpha (self->lora));
+  smelt_gguf_layout_set_uint32 (layout, "general.quantization_version",
+                                SMELT_GGUF_QUANTIZATION_VERSION);
+  return layout;
+}
+
+/* Names and the Q/K permutation come from the plan of the base model
+ * alone: the adapter is loaded on the base's GGUF, whatever the adapters
+ * would change in a merged one (an untied lm_head). No tensor is read in
+ * the pass; the files are written in finish(). */
+static gboolean
+plan_adapter (SmeltGgufQuant  *self,
+              SmeltSource     *source,
+              GPtrArray       *kinds,
+              gboolean         has_auto,
+              GError         **error)
+{
+  SmeltModel *model = smelt_source_get_model (source);
+  g_autoptr(SmeltSource) base = NULL;
+  g_autoptr(SmeltGgufLayout) template = NULL;
+  g_autofree char *stem = NULL;
+
+  if (smelt_model_get_gguf (model) != NULL)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_UNSUPPORTED,
+                   "%s: Adapter=true converts PEFT adapters, which need the Hugging Face "
+                   "model they were trained on as Model=", smelt_model_get_path (model));
+      return FALSE;
+    }
+  base = smelt_source_new (model, NULL, NULL, 0, error);
+  if (base == NULL)
+    return FALSE;
+  self->plan = smelt_gguf_arch_plan (base, error);
+  if (self->plan == NULL)
+    return FALSE;
+  self->lora = smelt_gguf_lora_new (source, self->plan, error);
+  if (self->lora == NULL)
+    return FALSE;
+  if (has_auto)
+    {
+      const OutputType *t = find_output_type (g_str_equal (smelt_gguf_lora_get_auto_outtype (self->lora),
+                                                           "bf16") ? "BF16" : "F16");
+
+      if (!g_ptr_array_find (kinds, t, NULL))
+        g_ptr_array_add (kinds, (gpointer) t);
+    }
+  template = make_adapter_template (self, source);
+  if (self->name && *self->name)
+    stem = g_strdup (self->name);
+  else
+    {
+      g_autofree char *model_stem = file_stem (self, source);
+
+      stem = g_strconcat (model_stem, "-lora", NULL);
+    }
+  for (guint k = 0; k < kinds->len; k++)
+    {
+      Output *o = g_new0 (Output, 1);
+      Shard *s;
+
+      o->kind = g_ptr_array_index (kinds, k);
+      o->shards = g_ptr_array_new_with_free_func (shard_free);
+      g_ptr_array_add (self->outputs, o);
+      s = new_shard (o, smelt_gguf_layout_copy (template));
+      s->path = g_strdup_printf ("%s.%s.gguf", stem, o->kind->name);
+      if (!smelt_gguf_lora_add_tensors (self->lora, s->layout, o->kind->type, error))
+        return FALSE;
+      smelt_format_add_planned_file (SMELT_FORMAT (self), s->path,
+                                     smelt_gguf_layout_get_file_size (s->layout));
+    }
+  return TRUE;
+}
+
 static gboolean
 smelt_gguf_quant_accepts_source (SmeltFormat  *format,
                                  SmeltSource  *source,
@@ -1028,6 +1178,8 @@ smelt_gguf_quant_plan (SmeltFormat  *format,
       !parse_types (self->types, kinds, &has_auto, error) ||
       !parse_max_size (self->max_file_size, &max_size, error))
     return FALSE;
+  if (self->adapter)
+    return plan_adapter (self, source, kinds, has_auto, error);
   template = gguf ? plan_from_gguf (self, source, kinds, has_auto, error)
                   : plan_from_model (self, source, kinds, has_auto, error);
   if (template == NULL)
@@ -1702,6 +1854,13 @@ smelt_gguf_quant_get_summary (SmeltFormat *format)
   SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
   GString *text;
 
+  if (self->lora != NULL)
+    return g_strdup_printf ("LoRA adapter of export %s: %u tensor pairs, adapter.lora.alpha %.8g%s; "
+                            "load it on the base model's GGUF (llama.cpp --lora)\n",
+                            smelt_format_get_name (format), smelt_gguf_lora_get_n_pairs (self->lora),
+                            smelt_gguf_lora_get_alpha (self->lora),
+                            smelt_gguf_lora_is_rescaled (self->lora)
+                            ? " (the scales one alpha cannot give are folded into lora_b)" : "");
   if (!self->report || self->report_path == NULL)
     return NULL;
   text = g_string_new (NULL);
@@ -1712,6 +1871,39 @@ smelt_gguf_quant_get_summary (SmeltFormat *format)
   return g_string_free (text, FALSE);
 }
 
+/* Adapter=true: every file from the adapters' own tensors */
+static gboolean
+finish_adapter (SmeltGgufQuant  *self,
+                GCancellable    *cancellable,
+                GError         **error)
+{
+  for (guint k = 0; k < self->outputs->len; k++)
+    {
+      Output *o = g_ptr_array_index (self->outputs, k);
+      Shard *s = g_ptr_array_index (o->shards, 0);
+      g_autoptr(GBytes) header = smelt_gguf_layout_get_header (s->layout);
+      guint64 written = 0;
+
+      o->out = smelt_format_create_file (SMELT_FORMAT (self), s->path, cancellable, error);
+      if (o->out == NULL)
+        return FALSE;
+      o->open = s;
+      if (!write_bytes (o, g_bytes_get_data (header, NULL), g_bytes_get_size (header),
+                        cancellable, error))
+        return FALSE;
+      if (!smelt_gguf_lora_write_data (self->lora, s->layout, o->kind->type, o->out,
+                                       &written, cancellable, error))
+        {
+          g_prefix_error (error, "%s: ", s->path);
+          return FALSE;
+        }
+      s->written += written;
+      if (!close_shard (o, cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 smelt_gguf_quant_finish (SmeltFormat   *format,
                          GCancellable  *cancellable,
@@ -1719,6 +1911,8 @@ smelt_gguf_quant_finish (SmeltFormat   *format,
 {
   SmeltGgufQuant *self = SMELT_GGUF_QUANT (format);
 
+  if (self->lora != NULL)
+    return finish_adapter (self, cancellable, error);
   for (guint k = 0; k < self->outputs->len; k++)
     {
       Output *o = g_ptr_array_index (self->outputs, k);
@@ -1803,6 +1997,10 @@ smelt_gguf_quant_class_init (SmeltGgufQuantClass *klass)
   properties[PROP_REPORT] = g_param_spec_boolean ("report", "Report",
     "Measure each tensor's quantization error and how much of the adapters' change survives it; "
     "writes NAME.report.json and a summary", TRUE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  properties[PROP_ADAPTER] = g_param_spec_boolean ("adapter", "Adapter",
+    "Write the recipe's LoRA adapters as a llama.cpp LoRA adapter GGUF (NAME-lora.F16.gguf, "
+    "loaded with --lora on the base model's GGUF) instead of the merged model; Types f32, f16, "
+    "bf16, q8_0", FALSE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
