@@ -221,6 +221,90 @@ add_scaled (float       *restrict dest,
   return finite;
 }
 
+typedef guint16 SmeltU16x16 __attribute__ ((vector_size (32), aligned (2)));
+typedef guint32 SmeltU32x16 __attribute__ ((vector_size (64)));
+
+/* dest = W + delta × factor with W read straight from its bf16 bytes:
+ * the same IEEE operations as reading W into dest (bf16 → float32 is
+ * exact) and add_scaled(), one pass over the rows instead of two. */
+__attribute__ ((target_clones ("avx512f", "avx2", "default")))
+static gboolean
+add_scaled_bf16 (float         *restrict dest,
+                 const guint16 *restrict w,
+                 const float   *restrict delta,
+                 float                   factor,
+                 gsize                   n)
+{
+  SmeltI16 bad = { 0 };
+  gboolean finite = TRUE;
+  gsize i = 0;
+
+  for (; i + 16 <= n; i += 16)
+    {
+      SmeltU16x16 h;
+      SmeltU32x16 bits;
+      SmeltV16 d, x, z;
+
+      memcpy (&h, w + i, sizeof h);
+      memcpy (&d, delta + i, sizeof d);
+      bits = __builtin_convertvector (h, SmeltU32x16) << 16;
+      memcpy (&x, &bits, sizeof x);
+      d = d * factor;
+      x = x + d;
+      z = x - x;
+      bad |= z != z;
+      memcpy (dest + i, &x, sizeof x);
+    }
+  for (guint k = 0; k < 16; k++)
+    finite = finite && bad[k] == 0;
+  for (; i < n; i++)
+    {
+      guint32 b = (guint32) w[i] << 16;
+      float x, d = delta[i] * factor;
+
+      memcpy (&x, &b, sizeof x);
+      dest[i] = x + d;
+      finite = finite && isfinite (dest[i]);
+    }
+  return finite;
+}
+
+/* The common merge, one plain LoRA over stored bf16 rows, in one pass:
+ * returns FALSE (doing nothing) when the rows are anything else. */
+static gboolean
+compute_rows_bf16 (SmeltMergedTensor *self,
+                   guint              upto,
+                   guint64            first,
+                   guint64            n_rows,
+                   float             *dest,
+                   gboolean          *finite,
+                   GError           **error,
+                   gboolean          *ok)
+{
+  guint64 row_len = smelt_tensor_get_row_length (SMELT_TENSOR (self));
+  g_autoptr(GBytes) bytes = NULL;
+  Term *t;
+  float *delta;
+
+  if (upto != 1 || smelt_tensor_get_dtype (self->base) != SMELT_DTYPE_BF16)
+    return FALSE;
+  t = g_ptr_array_index (self->terms, 0);
+  if (t->term.magnitude)
+    return FALSE;
+  bytes = smelt_tensor_get_bytes (self->base);
+  if (bytes == NULL)
+    return FALSE;
+  *ok = term_ensure_factors (t, error);
+  if (!*ok)
+    return TRUE;
+  delta = _smelt_scratch_get (SMELT_SCRATCH_DELTA, n_rows * row_len * sizeof (float));
+  term_delta (t, first, n_rows, row_len, delta);
+  *ok = TRUE;
+  *finite = add_scaled_bf16 (dest, (const guint16 *) g_bytes_get_data (bytes, NULL) + first * row_len,
+                             delta, t->term.factor, n_rows * row_len);
+  return TRUE;
+}
+
 /* Rows of W + deltas of terms [0, upto), into dest. */
 static gboolean
 compute_rows (SmeltMergedTensor *self,
@@ -324,8 +408,10 @@ compute_rows (SmeltMergedTensor *self,
 {
   guint64 row_len = smelt_tensor_get_row_length (SMELT_TENSOR (self));
   float *delta = NULL;
-  gboolean checked = FALSE;
+  gboolean checked = FALSE, ok = FALSE;
 
+  if (finite && compute_rows_bf16 (self, upto, first, n_rows, dest, finite, error, &ok))
+    return ok;
   if (!smelt_tensor_read_rows (self->base, first, n_rows, SMELT_DTYPE_F32, dest, error))
     return FALSE;
 

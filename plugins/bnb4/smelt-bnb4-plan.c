@@ -599,7 +599,7 @@ round_to_dtype (SmeltBnb4Plan *plan,
  * quantization is cheap and the sums are not, and a few dozen rows of
  * thousands of blocks estimate a weight's error well. */
 #define REPORT_STRIDE 8
-#define REPORT_GROUPS 64
+#define REPORT_GROUPS 32
 
 static guint64
 report_stride (SmeltBnb4Entry *e,
@@ -630,7 +630,6 @@ measure_group (SmeltBnb4Plan      *plan,
   guint bs = plan->opt.blocksize;
   g_autofree float *xq = g_new (float, n);
   g_autofree float *w = NULL;
-  g_autofree float *wr = NULL;
   g_autofree float *wq = NULL;
   g_autofree guint8 *wpacked = NULL;
   g_autofree float *wabsmax = NULL;
@@ -645,10 +644,16 @@ measure_group (SmeltBnb4Plan      *plan,
       g_prefix_error (error, "report: base of %s: ", smelt_tensor_get_name (e->tensor));
       return FALSE;
     }
-  wr = round_to_dtype (plan, w, n);
   wpacked = g_malloc ((n + 1) / 2 + 1);
   wabsmax = g_new (float, (n + bs - 1) / bs);
-  smelt_bnb4_quantize (plan->opt.quant_type, wr, n, bs, wpacked, wabsmax);
+  if (smelt_bnb4_quantize_as (plan->opt.quant_type, plan->opt.dtype, w, n, bs, wpacked,
+                              wabsmax) >= 0)
+    {
+      g_set_error (error, SMELT_FORMAT_ERROR, SMELT_FORMAT_ERROR_OVERFLOW,
+                   "report: base of %s: a value is not finite once rounded to %s",
+                   smelt_tensor_get_name (e->tensor), smelt_dtype_to_string (plan->opt.dtype));
+      return FALSE;
+    }
   wq = g_new (float, n);
   smelt_bnb4_dequantize (plan->opt.quant_type, wpacked, wabsmax, 0, n, bs, wq);
   smelt_quality_measure_delta (st, x, xq, w, wq, n);

@@ -10,11 +10,14 @@ workdir. Then, one after another, each as a child process with a warm
 page cache:
 
   (a) smelt run RECIPE: the merged model as bnb4, NF4 with double
-      quantization (two passes over the weights) and the quality report,
-      the defaults; localfs with Fsync=false (a copy does not flush either)
-  (b) the same without the report; (b') also without the scan cache
-      (the weights read and merged twice)
-  (c) NF4 without double quantization (one pass)
+      quantization and the quality report, the defaults; localfs with
+      Fsync=false (a copy does not flush either): one pass, the shards'
+      headers rewritten at the end
+  (b) the same without the report
+  (b') the same to a destination that cannot seek (as hf-hub: two passes,
+      the first pass's codes kept in a temporary file), when the
+      stream-dest test plugin is in the build tree
+  (c) NF4 without double quantization
   (d) a plain copy of the base shards (shutil.copyfile)
 
 bitsandbytes quantizes on a GPU only, and this machine has none, so the
@@ -39,11 +42,20 @@ TARGET_OVER_COPY = 2.0
 TARGET_RSS_MIB = 1024.0
 
 
-def recipe(path, model, adapter, out, options):
+def recipe(path, model, adapter, out, options, stream=False):
+    dest = ("Plugin=stream-dest\nPath=%s\n" % out if stream
+            else "Plugin=localfs\nPath=%s\nOverwrite=true\nFsync=false\n" % out)
     with open(path, "w") as f:
-        f.write("[Source]\nModel=%s\nAdapters=%s\n\n[Destination d]\nPlugin=localfs\n"
-                "Path=%s\nOverwrite=true\nFsync=false\n\n[Export bnb]\nFormat=bnb4\n%s"
-                % (model, adapter, out, "".join("%s=%s\n" % kv for kv in options.items())))
+        f.write("[Source]\nModel=%s\nAdapters=%s\n\n[Destination d]\n%s\n[Export bnb]\n"
+                "Format=bnb4\n%s" % (model, adapter, dest,
+                                      "".join("%s=%s\n" % kv for kv in options.items())))
+
+
+def stream_dest_dir(smelt):
+    """The stream-dest test plugin's folder in the build tree, or None."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(smelt)))
+    d = os.path.join(build, "tests", "plugins", "stream-dest")
+    return d if os.path.exists(os.path.join(d, "stream-dest.plugin")) else None
 
 
 def main(argv=None):
@@ -65,13 +77,19 @@ def main(argv=None):
     jobs = ["--jobs", str(args.jobs)] if args.jobs else []
 
     rows, outs = [], []
-    for label, options in (("(a) bnb4 NF4, double quant, report", {}),
-                           ("(b) bnb4 NF4, double quant", {"Report": "false"}),
-                           ("(b') same, merging twice", {"Report": "false", "ScanCache": "false"}),
-                           ("(c) bnb4 NF4, one pass", {"Report": "false", "DoubleQuant": "false"})):
+    stream = stream_dest_dir(args.smelt)
+    runs = [("(a) bnb4 NF4, double quant, report", {}, False),
+            ("(b) bnb4 NF4, double quant", {"Report": "false"}, False)]
+    if stream:
+        runs.append(("(b') same, no seeking (two passes)", {"Report": "false"}, True))
+        env = dict(env)
+        env["SMELT_PLUGIN_PATH"] = os.pathsep.join(
+            p for p in (env.get("SMELT_PLUGIN_PATH"), stream) if p)
+    runs.append(("(c) bnb4 NF4, no double quant", {"Report": "false", "DoubleQuant": "false"}, False))
+    for label, options, to_stream in runs:
         out = os.path.join(work, "out-bnb4-%d" % len(rows))
         rec = os.path.join(work, "bench-bnb4-%d.smelt" % len(rows))
-        recipe(rec, model, adapter, out, options)
+        recipe(rec, model, adapter, out, options, to_stream)
 
         def before(out=out):
             shutil.rmtree(out, ignore_errors=True)

@@ -24,7 +24,7 @@ computes it from the published algorithm:
   float32 weights (tests/reference/merge_ref.py's merge) and, for adapted
   weights, the share of the adapters' change that survived, as numpy
   computes them from the reference's round trip on the rows the report
-  samples (every 8th group of whole blocks, at most about 64 groups; absmax before double
+  samples (every 8th group of whole blocks, at most about 32 groups; absmax before double
   quantization, as documented).
 
     test_bnb4_export.py --smelt SMELT --workdir DIR
@@ -206,10 +206,10 @@ def check_config(m16, b4, qconfig):
 
 def sampled(a, shape, bs):
     """The rows the report measures: every 8th group of whole blocks, or
-    every (groups // 64)-th when that is sparser."""
+    every (groups // 32)-th when that is sparser."""
     rows, cols = shape
     g = bs // np.gcd(cols, bs)
-    stride = max(8, ((rows + g - 1) // g) // 64)
+    stride = max(8, ((rows + g - 1) // g) // 32)
     keep = [r for r in range(rows) if (r // g) % stride == 0]
     groups = [np.arange(r * cols, (r + 1) * cols) for r in keep]
     return a[np.concatenate(groups)]
