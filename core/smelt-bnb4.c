@@ -956,65 +956,164 @@ quantize_dynamic_x8 (const float *code,
 #endif
 
 #ifdef HAVE_X86
-/* Sixty-four searches at once, four vectors of sixteen: the same steps,
- * comparisons and midpoint arithmetic as quantize_dynamic() in every lane.
- * The steps of one search depend on each other through the gathers; four
- * independent searches keep the loads going. */
+/* The values dQuantize's search can read at each step: after k steps the
+ * pivot is 127 − (128 − 128/2^k) + idx·256/2^k, where idx's k bits are
+ * the comparisons so far (first one highest). Tables of 2^k values are
+ * read by permutes from registers: this CPU family's gathers are far
+ * slower (and cost this search 29 cycles a value). */
+typedef struct {
+  float t[8][128];
+} StepTables;
+
+static guint
+step_pivot (guint k,
+            guint idx)
+{
+  return 127 - (128 - (128 >> k)) + idx * (256 >> k);
+}
+
+static const StepTables *
+step_tables (void)
+{
+  static StepTables st;
+  static gsize done;
+
+  if (g_once_init_enter (&done))
+    {
+      const float *code = dynamic_map ();
+
+      for (guint k = 1; k <= 7; k++)
+        for (guint idx = 0; idx < (1u << k); idx++)
+          st.t[k][idx] = code[step_pivot (k, idx)];
+      g_once_init_leave (&done, 1);
+    }
+  return &st;
+}
+
+/* t[idx] for a table of 2^k values, idx < 2^k in every lane. */
+TARGET_AVX512 static inline __m512
+step_lookup (const float *t,
+             guint        k,
+             __m512i      idx)
+{
+  __m512 a, b, c, d;
+  __mmask16 hi;
+
+  if (k <= 4)
+    return _mm512_permutexvar_ps (idx, _mm512_loadu_ps (t));
+  a = _mm512_permutex2var_ps (_mm512_loadu_ps (t), idx, _mm512_loadu_ps (t + 16));
+  if (k == 5)
+    return a;
+  b = _mm512_permutex2var_ps (_mm512_loadu_ps (t + 32), idx, _mm512_loadu_ps (t + 48));
+  hi = _mm512_test_epi32_mask (idx, _mm512_set1_epi32 (32));
+  a = _mm512_mask_mov_ps (a, hi, b);
+  if (k == 6)
+    return a;
+  c = _mm512_permutex2var_ps (_mm512_loadu_ps (t + 64), idx, _mm512_loadu_ps (t + 80));
+  d = _mm512_permutex2var_ps (_mm512_loadu_ps (t + 96), idx, _mm512_loadu_ps (t + 112));
+  c = _mm512_mask_mov_ps (c, hi, d);
+  return _mm512_mask_mov_ps (a, _mm512_test_epi32_mask (idx, _mm512_set1_epi32 (64)), c);
+}
+
+/* Sixty-four searches, four vectors of sixteen side by side (one
+ * search's steps depend on each other): quantize_dynamic()'s steps,
+ * comparisons and midpoint arithmetic in every lane, each step's value
+ * read from its table. */
 TARGET_AVX512 static void
-quantize_dynamic_x64 (const float *code,
-                      const float *x64,
-                      guint8      *out)
+quantize_dynamic_x64 (const StepTables *st,
+                      const float      *code,
+                      const float      *x64,
+                      guint8           *out)
 {
   const __m512 half = _mm512_set1_ps (0.5f);
   __m512 x[4], val[4], lower[4], upper[4];
-  __m512i pivot[4], upper_pivot[4], lower_pivot[4];
+  __m512i pivot[4], lower_pivot[4], upper_pivot[4], idx[4];
 
 #pragma GCC unroll 4
-  for (guint k = 0; k < 4; k++)
+  for (guint v = 0; v < 4; v++)
     {
-      x[k] = _mm512_loadu_ps (x64 + 16 * k);
-      pivot[k] = _mm512_set1_epi32 (127);
-      upper_pivot[k] = _mm512_set1_epi32 (255);
-      lower_pivot[k] = _mm512_setzero_si512 ();
-      lower[k] = _mm512_set1_ps (-1.0f);
-      upper[k] = _mm512_set1_ps (1.0f);
-      val[k] = _mm512_set1_ps (code[127]);
+      x[v] = _mm512_loadu_ps (x64 + 16 * v);
+      val[v] = _mm512_set1_ps (code[127]);
+      lower[v] = _mm512_set1_ps (-1.0f);
+      upper[v] = _mm512_set1_ps (1.0f);
+      pivot[v] = _mm512_set1_epi32 (127);
+      lower_pivot[v] = _mm512_setzero_si512 ();
+      upper_pivot[v] = _mm512_set1_epi32 (255);
+      idx[v] = _mm512_setzero_si512 ();
     }
-  for (int i = 64; i > 0; i >>= 1)
+#pragma GCC unroll 7
+  for (guint k = 1; k <= 7; k++)
     {
-      const __m512i step = _mm512_set1_epi32 (i);
-
 #pragma GCC unroll 4
-      for (guint k = 0; k < 4; k++)
+      for (guint v = 0; v < 4; v++)
         {
-          __mmask16 gt = _mm512_cmp_ps_mask (x[k], val[k], _CMP_GT_OQ);
+          __mmask16 gt = _mm512_cmp_ps_mask (x[v], val[v], _CMP_GT_OQ);
 
-          lower_pivot[k] = _mm512_mask_mov_epi32 (lower_pivot[k], gt, pivot[k]);
-          lower[k] = _mm512_mask_mov_ps (lower[k], gt, val[k]);
-          upper_pivot[k] = _mm512_mask_mov_epi32 (pivot[k], gt, upper_pivot[k]);
-          upper[k] = _mm512_mask_mov_ps (val[k], gt, upper[k]);
-          pivot[k] = _mm512_mask_add_epi32 (_mm512_sub_epi32 (pivot[k], step), gt, pivot[k], step);
-          val[k] = _mm512_i32gather_ps (pivot[k], code, 4);
+          lower_pivot[v] = _mm512_mask_mov_epi32 (lower_pivot[v], gt, pivot[v]);
+          lower[v] = _mm512_mask_mov_ps (lower[v], gt, val[v]);
+          upper_pivot[v] = _mm512_mask_mov_epi32 (pivot[v], gt, upper_pivot[v]);
+          upper[v] = _mm512_mask_mov_ps (val[v], gt, upper[v]);
+          idx[v] = _mm512_slli_epi32 (idx[v], 1);
+          idx[v] = _mm512_mask_add_epi32 (idx[v], gt, idx[v], _mm512_set1_epi32 (1));
+          pivot[v] = _mm512_add_epi32 (_mm512_set1_epi32 ((int) step_pivot (k, 0)),
+                                       _mm512_slli_epi32 (idx[v], (int) (8 - k)));
+          val[v] = step_lookup (st->t[k], k, idx[v]);
         }
     }
 #pragma GCC unroll 4
-  for (guint k = 0; k < 4; k++)
+  for (guint v = 0; v < 4; v++)
     {
-      __mmask16 top = _mm512_cmpeq_epi32_mask (upper_pivot[k], _mm512_set1_epi32 (255));
-      __mmask16 bottom = _mm512_cmpeq_epi32_mask (lower_pivot[k], _mm512_setzero_si512 ());
-      __m512 up_v = _mm512_mask_mov_ps (upper[k], top, _mm512_set1_ps (code[255]));
-      __m512 low_v = _mm512_mask_mov_ps (lower[k], bottom, _mm512_set1_ps (code[0]));
-      __mmask16 gt = _mm512_cmp_ps_mask (x[k], val[k], _CMP_GT_OQ);
-      __mmask16 above = _mm512_cmp_ps_mask (x[k], _mm512_mul_ps (_mm512_add_ps (up_v, val[k]), half),
+      __mmask16 top = _mm512_cmpeq_epi32_mask (upper_pivot[v], _mm512_set1_epi32 (255));
+      __mmask16 bottom = _mm512_cmpeq_epi32_mask (lower_pivot[v], _mm512_setzero_si512 ());
+      __m512 up_v = _mm512_mask_mov_ps (upper[v], top, _mm512_set1_ps (code[255]));
+      __m512 low_v = _mm512_mask_mov_ps (lower[v], bottom, _mm512_set1_ps (code[0]));
+      __mmask16 gt = _mm512_cmp_ps_mask (x[v], val[v], _CMP_GT_OQ);
+      __mmask16 above = _mm512_cmp_ps_mask (x[v], _mm512_mul_ps (_mm512_add_ps (up_v, val[v]), half),
                                             _CMP_GT_OQ);
-      __mmask16 below = _mm512_cmp_ps_mask (x[k], _mm512_mul_ps (_mm512_add_ps (low_v, val[k]), half),
+      __mmask16 below = _mm512_cmp_ps_mask (x[v], _mm512_mul_ps (_mm512_add_ps (low_v, val[v]), half),
                                             _CMP_LT_OQ);
-      __m512i up = _mm512_mask_mov_epi32 (pivot[k], above, upper_pivot[k]);
-      __m512i down = _mm512_mask_mov_epi32 (pivot[k], below, lower_pivot[k]);
+      __m512i up = _mm512_mask_mov_epi32 (pivot[v], above, upper_pivot[v]);
+      __m512i down = _mm512_mask_mov_epi32 (pivot[v], below, lower_pivot[v]);
 
-      _mm_storeu_si128 ((__m128i *) (out + 16 * k),
+      _mm_storeu_si128 ((__m128i *) (out + 16 * v),
                         _mm512_cvtepi32_epi8 (_mm512_mask_mov_epi32 (down, gt, up)));
     }
+}
+#endif
+
+#ifdef HAVE_X86
+/* max |absmax − offset| over the whole vectors of a 256-block (the order
+ * of a max does not matter); returns how many values it took. */
+TARGET_AVX512 static gsize
+nested_amax_avx512 (const float *absmax,
+                    gsize        len,
+                    float        offset,
+                    float       *amax)
+{
+  const __m512 off = _mm512_set1_ps (offset);
+  __m512 m = _mm512_setzero_ps ();
+  gsize i = 0;
+
+  for (; i + 16 <= len; i += 16)
+    m = _mm512_max_ps (m, _mm512_abs_ps (_mm512_sub_ps (_mm512_loadu_ps (absmax + i), off)));
+  *amax = _mm512_reduce_max_ps (m);
+  return i;
+}
+
+/* (absmax − offset) × inv, the same two float32 operations per value. */
+TARGET_AVX512 static gsize
+scale_nested_avx512 (const float *absmax,
+                     gsize        len,
+                     float        offset,
+                     float        inv,
+                     float       *scaled)
+{
+  const __m512 off = _mm512_set1_ps (offset), vinv = _mm512_set1_ps (inv);
+  gsize i = 0;
+
+  for (; i + 16 <= len; i += 16)
+    _mm512_storeu_ps (scaled + i, _mm512_mul_ps (_mm512_sub_ps (_mm512_loadu_ps (absmax + i), off), vinv));
+  return i;
 }
 #endif
 
@@ -1029,14 +1128,18 @@ quantize_nested_block (SmeltSimdLevel  level,
                        guint8         *codes)
 {
   float scaled[SMELT_BNB4_NESTED_BLOCKSIZE];
-  gsize i = 0;
+  gsize i = 0, k = 0;
 
-  for (gsize k = 0; k < len; k++)
+#ifdef HAVE_X86
+  if (use_avx512 (level))
+    k = scale_nested_avx512 (absmax, len, offset, inv, scaled);
+#endif
+  for (; k < len; k++)
     scaled[k] = (absmax[k] - offset) * inv;
 #ifdef HAVE_X86
   if (use_avx512 (level))
-    for (; i + 64 <= len; i += 64)
-      quantize_dynamic_x64 (map, scaled + i, codes + i);
+    for (const StepTables *st = step_tables (); i + 64 <= len; i += 64)
+      quantize_dynamic_x64 (st, map, scaled + i, codes + i);
   if (use_avx2 (level))
     for (; i + 8 <= len; i += 8)
       quantize_dynamic_x8 (map, scaled + i, codes + i);
@@ -1060,9 +1163,14 @@ _smelt_bnb4_quantize_nested_at (SmeltSimdLevel  level,
       gsize start = b * SMELT_BNB4_NESTED_BLOCKSIZE;
       gsize len = MIN ((gsize) SMELT_BNB4_NESTED_BLOCKSIZE, n_blocks - start);
       float amax = 0.0f;
+      gsize i = 0;
 
+#ifdef HAVE_X86
+      if (use_avx512 (level))
+        i = nested_amax_avx512 (absmax + start, len, offset, &amax);
+#endif
       /* the differences are finite: a plain max is fmaxf's */
-      for (gsize i = 0; i < len; i++)
+      for (; i < len; i++)
         {
           float d = fabsf (absmax[start + i] - offset);
 
