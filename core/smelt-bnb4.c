@@ -554,8 +554,14 @@ quantize_rounded_avx512 (SmeltBnb4Type  type,
           absmax[g + k] = a;
         }
       for (gsize k = 0; k < k_end; k += 16)
-        _mm512_storeu_ps (inv + k, _mm512_div_ps (_mm512_set1_ps (1.0f),
-                                                 _mm512_loadu_ps (absmax + g + k)));
+        {
+          /* the last vector may hold fewer blocks: read no further */
+          __mmask16 live = (__mmask16) (k_end - k >= 16 ? 0xffff : (1u << (k_end - k)) - 1);
+
+          _mm512_mask_storeu_ps (inv + k, live,
+                                 _mm512_div_ps (_mm512_set1_ps (1.0f),
+                                                _mm512_maskz_loadu_ps (live, absmax + g + k)));
+        }
       for (gsize k = 0; k < k_end; k++)
         quantize_block_avx512 (type, &sr, tmp + k * blocksize, blocksize, inv[k],
                                packed + (g + k) * blocksize / 2);
