@@ -19,6 +19,7 @@ typedef struct {
   char       *name;
   GHashTable *created;
   GPtrArray  *stale_patterns;  /* GPatternSpec */
+  GPtrArray  *formats;         /* SmeltFormat, weak: formats hold their destination */
 } SmeltDestinationPrivate;
 
 enum {
@@ -29,7 +30,23 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+enum {
+  SIGNAL_PROGRESS,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
 G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (SmeltDestination, smelt_destination, G_TYPE_OBJECT)
+
+static void
+format_gone (gpointer  data,
+             GObject  *where_the_format_was)
+{
+  SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (SMELT_DESTINATION (data));
+
+  g_ptr_array_remove (priv->formats, where_the_format_was);
+}
 
 static void
 smelt_destination_finalize (GObject *object)
@@ -39,6 +56,9 @@ smelt_destination_finalize (GObject *object)
   g_free (priv->name);
   g_hash_table_unref (priv->created);
   g_ptr_array_unref (priv->stale_patterns);
+  for (guint i = 0; i < priv->formats->len; i++)
+    g_object_weak_unref (g_ptr_array_index (priv->formats, i), format_gone, object);
+  g_ptr_array_unref (priv->formats);
   G_OBJECT_CLASS (smelt_destination_parent_class)->finalize (object);
 }
 
@@ -113,6 +133,23 @@ smelt_destination_class_init (SmeltDestinationClass *klass)
                                                G_PARAM_READWRITE | G_PARAM_CONSTRUCT |
                                                G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * SmeltDestination::progress:
+   * @destination: the destination
+   * @stage: what it is doing, such as `uploading`
+   * @file: (nullable): the file it is working on
+   * @done: bytes done
+   * @total: bytes to do
+   *
+   * Emitted by smelt_destination_report_progress(), on the thread that
+   * runs commit() (the job's working thread). A #SmeltExportJob turns it
+   * into its own #SmeltExportJob::progress on the caller's thread;
+   * connect there rather than here.
+   */
+  signals[SIGNAL_PROGRESS] =
+    g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_UINT64, G_TYPE_UINT64);
 }
 
 static void
@@ -122,6 +159,7 @@ smelt_destination_init (SmeltDestination *self)
 
   priv->created = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   priv->stale_patterns = g_ptr_array_new_with_free_func ((GDestroyNotify) g_pattern_spec_free);
+  priv->formats = g_ptr_array_new ();
 }
 
 /**
@@ -346,4 +384,79 @@ smelt_destination_is_stale (SmeltDestination *self,
     if (g_pattern_spec_match_string (g_ptr_array_index (priv->stale_patterns, i), path))
       return TRUE;
   return FALSE;
+}
+
+/* Called by smelt_format_set_destination(). */
+void
+_smelt_destination_add_format (SmeltDestination *self,
+                               SmeltFormat      *format)
+{
+  SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (self);
+
+  if (g_ptr_array_find (priv->formats, format, NULL))
+    return;
+  g_ptr_array_add (priv->formats, format);
+  g_object_weak_ref (G_OBJECT (format), format_gone, self);
+}
+
+void
+_smelt_destination_remove_format (SmeltDestination *self,
+                                  SmeltFormat      *format)
+{
+  SmeltDestinationPrivate *priv = smelt_destination_get_instance_private (self);
+
+  if (g_ptr_array_remove (priv->formats, format))
+    g_object_weak_unref (G_OBJECT (format), format_gone, self);
+}
+
+/**
+ * smelt_destination_list_formats:
+ * @self: a #SmeltDestination
+ *
+ * The exports that write into this destination, so that a destination can
+ * describe what it holds (the hf-hub destination's model card reads their
+ * source: the base model's name and license; and their planned files).
+ *
+ * Returns: (transfer container) (element-type SmeltFormat): the formats
+ *   whose destination is @self, in the recipe's order
+ */
+GPtrArray *
+smelt_destination_list_formats (SmeltDestination *self)
+{
+  SmeltDestinationPrivate *priv;
+  GPtrArray *list;
+
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), NULL);
+  priv = smelt_destination_get_instance_private (self);
+  list = g_ptr_array_new_with_free_func (g_object_unref);
+  for (guint i = 0; i < priv->formats->len; i++)
+    g_ptr_array_add (list, g_object_ref (g_ptr_array_index (priv->formats, i)));
+  return list;
+}
+
+/**
+ * smelt_destination_report_progress:
+ * @self: a #SmeltDestination
+ * @stage: what the destination is doing, such as `uploading`
+ * @file: (nullable): the file it is working on
+ * @done: bytes done so far
+ * @total: bytes to do in all
+ *
+ * Reports the progress of slow work in commit() (an upload), as
+ * #SmeltDestination::progress. A #SmeltExportJob shows it through its own
+ * progress properties: #SmeltExportJob:stage becomes @stage and
+ * #SmeltExportJob:fraction, #SmeltExportJob:bytes-done,
+ * #SmeltExportJob:bytes-total and #SmeltExportJob:rate describe this work.
+ * Call it from commit() only, as often as convenient: the job throttles.
+ */
+void
+smelt_destination_report_progress (SmeltDestination *self,
+                                   const char       *stage,
+                                   const char       *file,
+                                   guint64           done,
+                                   guint64           total)
+{
+  g_return_if_fail (SMELT_IS_DESTINATION (self));
+  g_return_if_fail (stage != NULL);
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, stage, file, done, total);
 }

@@ -65,6 +65,7 @@ struct _SmeltExportJob
   guint64        plan_total;     /* the working thread's copy */
   double         rate;           /* bytes per second since "exporting" began */
   gint64         export_start;   /* monotonic µs, on the caller's thread */
+  char          *reported_stage; /* a destination's last stage, on the working thread */
 
   /* delivery */
   GMainContext  *context;
@@ -115,6 +116,7 @@ smelt_export_job_finalize (GObject *object)
   g_clear_pointer (&self->destinations, g_ptr_array_unref);
   g_free (self->stage);
   g_free (self->current_tensor);
+  g_free (self->reported_stage);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
@@ -225,7 +227,11 @@ smelt_export_job_class_init (SmeltExportJobClass *klass)
   /**
    * SmeltExportJob:stage:
    *
-   * "idle", "preparing", "exporting", "finishing", "committing" or "done".
+   * "idle", "preparing", "exporting", "finishing", "committing" or "done";
+   * or, while a destination commits, the stage it reports (such as
+   * "uploading", see smelt_destination_report_progress()), during which
+   * #SmeltExportJob:fraction, the byte counts and the rate describe the
+   * destination's work and start again from 0.
    */
   properties[PROP_STAGE] =
     g_param_spec_string ("stage", NULL, NULL, "idle",
@@ -241,7 +247,7 @@ smelt_export_job_class_init (SmeltExportJobClass *klass)
   /**
    * SmeltExportJob:current-tensor:
    *
-   * The tensor being written.
+   * The tensor being written (while a destination uploads: the file).
    */
   properties[PROP_CURRENT_TENSOR] =
     g_param_spec_string ("current-tensor", NULL, NULL, NULL,
@@ -366,6 +372,17 @@ typedef struct {
   guint64         total;
 } Report;
 
+/* The job's own stages; any other comes from a destination's commit()
+ * (smelt_destination_report_progress()) and measures its own work. */
+static gboolean
+is_job_stage (const char *stage)
+{
+  static const char * const stages[] = { "idle", "preparing", "scanning", "exporting",
+                                         "finishing", "committing", "done", NULL };
+
+  return g_strv_contains (stages, stage);
+}
+
 static void
 apply_report (SmeltExportJob *self,
               const char     *stage,
@@ -379,8 +396,16 @@ apply_report (SmeltExportJob *self,
   g_object_freeze_notify (obj);
   if (g_strcmp0 (stage, self->stage) != 0)
     {
-      if (g_str_equal (stage, "exporting"))
+      if (g_str_equal (stage, "exporting") || !is_job_stage (stage))
         self->export_start = g_get_monotonic_time ();
+      /* an upload after the export is new work with its own fraction */
+      if (!is_job_stage (stage))
+        {
+          self->fraction = 0.0;
+          self->rate = 0.0;
+          g_object_notify_by_pspec (obj, properties[PROP_FRACTION]);
+          g_object_notify_by_pspec (obj, properties[PROP_RATE]);
+        }
       g_free (self->stage);
       self->stage = g_strdup (stage);
       g_object_notify_by_pspec (obj, properties[PROP_STAGE]);
@@ -444,11 +469,12 @@ report_free (gpointer data)
 /* Called on the job's working thread. @force for stage changes and the end;
  * otherwise reports are throttled to ten a second. */
 static void
-report (SmeltExportJob *self,
-        const char     *stage,
-        const char     *tensor,
-        guint64         done,
-        gboolean        force)
+report_total (SmeltExportJob *self,
+              const char     *stage,
+              const char     *tensor,
+              guint64         done,
+              guint64         total,
+              gboolean        force)
 {
   gint64 now = g_get_monotonic_time ();
   Report *r;
@@ -458,7 +484,7 @@ report (SmeltExportJob *self,
   self->last_report = now;
   if (!self->deliver_async)
     {
-      apply_report (self, stage, tensor, done, self->plan_total);
+      apply_report (self, stage, tensor, done, total);
       return;
     }
   r = g_new0 (Report, 1);
@@ -466,7 +492,7 @@ report (SmeltExportJob *self,
   r->stage = g_strdup (stage);
   r->tensor = g_strdup (tensor);
   r->done = done;
-  r->total = self->plan_total;
+  r->total = total;
   /* Always through a source: g_main_context_invoke() would run the report
    * right here, on the worker, whenever the caller's context happens to be
    * free to acquire (it is the global default one, between iterations). */
@@ -479,6 +505,33 @@ report (SmeltExportJob *self,
     g_source_attach (source, self->context);
     g_source_unref (source);
   }
+}
+
+static void
+report (SmeltExportJob *self,
+        const char     *stage,
+        const char     *tensor,
+        guint64         done,
+        gboolean        force)
+{
+  report_total (self, stage, tensor, done, self->plan_total, force);
+}
+
+/* A destination's commit() reports its upload, on the working thread;
+ * the first report of a stage and the one that completes it always go
+ * through. */
+static void
+on_destination_progress (SmeltDestination *destination,
+                         const char       *stage,
+                         const char       *file,
+                         guint64           done,
+                         guint64           total,
+                         SmeltExportJob   *self)
+{
+  report_total (self, stage, file, done, total,
+                g_strcmp0 (stage, self->reported_stage) != 0 || (total > 0 && done >= total));
+  g_free (self->reported_stage);
+  self->reported_stage = g_strdup (stage);
 }
 
 /* ---- preparing ---- */
@@ -714,10 +767,23 @@ smelt_export_job_prepare (SmeltExportJob  *self,
     if (!smelt_destination_prepare (g_ptr_array_index (self->destinations, i), cancellable, error))
       return FALSE;
   for (guint i = 0; i < self->formats->len; i++)
+    _smelt_format_set_siblings (g_ptr_array_index (self->formats, i), self->formats);
+  for (guint i = 0; i < self->formats->len; i++)
     {
       SmeltFormat *f = g_ptr_array_index (self->formats, i);
 
       if (!smelt_format_plan (f, self->source, error))
+        {
+          g_prefix_error (error, "export “%s”: ", smelt_format_get_name (f));
+          return FALSE;
+        }
+    }
+  /* references between exports, once every file is planned */
+  for (guint i = 0; i < self->formats->len; i++)
+    {
+      SmeltFormat *f = g_ptr_array_index (self->formats, i);
+
+      if (!smelt_format_link (f, error))
         {
           g_prefix_error (error, "export “%s”: ", smelt_format_get_name (f));
           return FALSE;
@@ -1231,12 +1297,22 @@ finish_and_commit (SmeltExportJob  *self,
           return FALSE;
         }
     }
-  report (self, "committing", NULL, self->plan_total, TRUE);
   for (guint i = 0; i < self->destinations->len; i++)
     {
-      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
-          !smelt_destination_commit (g_ptr_array_index (self->destinations, i), message,
-                                     cancellable, error))
+      SmeltDestination *d = g_ptr_array_index (self->destinations, i);
+      gulong handler;
+      gboolean ok;
+
+      /* once per destination: each upload a destination reports starts a
+       * stage of its own */
+      report (self, "committing", NULL, self->plan_total, TRUE);
+      g_clear_pointer (&self->reported_stage, g_free);
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
+      handler = g_signal_connect (d, "progress", G_CALLBACK (on_destination_progress), self);
+      ok = smelt_destination_commit (d, message, cancellable, error);
+      g_signal_handler_disconnect (d, handler);
+      if (!ok)
         return FALSE;
     }
   return TRUE;

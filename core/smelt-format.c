@@ -26,6 +26,7 @@ typedef struct {
   SmeltDestination *destination;
   GPtrArray        *planned;
   guint             pass;      /* SMELT_FORMAT_PASS_IDLE: sits this pass out */
+  GPtrArray        *siblings;  /* the job's formats (not owned), or NULL */
 } SmeltFormatPrivate;
 
 enum {
@@ -367,7 +368,13 @@ smelt_format_set_destination (SmeltFormat      *self,
 
   g_return_if_fail (SMELT_IS_FORMAT (self));
   priv = smelt_format_get_instance_private (self);
+  if (priv->destination == destination)
+    return;
+  if (priv->destination)
+    _smelt_destination_remove_format (priv->destination, self);
   g_set_object (&priv->destination, destination);
+  if (destination)
+    _smelt_destination_add_format (destination, self);
 }
 
 /**
@@ -648,6 +655,65 @@ smelt_format_get_summary (SmeltFormat *self)
   g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
   klass = SMELT_FORMAT_GET_CLASS (self);
   return klass->get_summary ? klass->get_summary (self) : NULL;
+}
+
+/**
+ * smelt_format_link:
+ * @self: a planned #SmeltFormat
+ * @error: return location for a #GError
+ *
+ * Calls the link() method, once every export of the job is planned.
+ *
+ * Returns: %TRUE if the format's references to other exports hold
+ */
+gboolean
+smelt_format_link (SmeltFormat  *self,
+                   GError      **error)
+{
+  SmeltFormatClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), FALSE);
+  klass = SMELT_FORMAT_GET_CLASS (self);
+  return klass->link ? klass->link (self, error) : TRUE;
+}
+
+/* The job's formats, so that one export can find another by name. */
+void
+_smelt_format_set_siblings (SmeltFormat *self,
+                            GPtrArray   *formats)
+{
+  SmeltFormatPrivate *priv = smelt_format_get_instance_private (self);
+
+  priv->siblings = formats;
+}
+
+/**
+ * smelt_format_lookup_export:
+ * @self: a #SmeltFormat run by a job
+ * @name: the name of another export of the same recipe
+ *
+ * Finds another export of the job, to refer to its planned files (see
+ * smelt_format_get_planned_files(); they are complete in link()).
+ *
+ * Returns: (transfer none) (nullable): its format, or %NULL
+ */
+SmeltFormat *
+smelt_format_lookup_export (SmeltFormat *self,
+                            const char  *name)
+{
+  SmeltFormatPrivate *priv;
+
+  g_return_val_if_fail (SMELT_IS_FORMAT (self), NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  priv = smelt_format_get_instance_private (self);
+  for (guint i = 0; priv->siblings && i < priv->siblings->len; i++)
+    {
+      SmeltFormat *f = g_ptr_array_index (priv->siblings, i);
+
+      if (g_strcmp0 (smelt_format_get_name (f), name) == 0)
+        return f;
+    }
+  return NULL;
 }
 
 /**

@@ -39,10 +39,18 @@ guint16 _smelt_ggml_fp16           (float f);
 void _smelt_append_python_float (GString *out,
                                  double   value);
 
+/* ---- destinations (smelt-destination.c): the formats writing into one ---- */
+void _smelt_destination_add_format    (SmeltDestination *self,
+                                       SmeltFormat      *format);
+void _smelt_destination_remove_format (SmeltDestination *self,
+                                       SmeltFormat      *format);
+
 /* ---- formats (smelt-format.c) ---- */
 #define _SMELT_FORMAT_PASS_IDLE G_MAXUINT
 void _smelt_format_set_pass (SmeltFormat *self,
                              guint        pass);
+void _smelt_format_set_siblings (SmeltFormat *self,
+                                 GPtrArray   *formats);
 
 /* ---- bitsandbytes 4-bit (smelt-bnb4.c), per SIMD level for the tests ---- */
 void _smelt_bnb4_absmax_at   (SmeltSimdLevel level, const float *x, gsize n, guint blocksize,

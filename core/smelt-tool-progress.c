@@ -130,6 +130,30 @@ print_json (SmeltProgressView *view)
     json_builder_add_string_value (b, smelt_export_job_get_current_tensor (job));
   else
     json_builder_add_null_value (b);
+  /* at the end, where each export went (a Hub destination names its
+   * commit here), as the other modes print it */
+  if (g_str_equal (smelt_export_job_get_stage (job), "done"))
+    {
+      g_auto(GStrv) exports = smelt_export_job_list_exports (job);
+
+      json_builder_set_member_name (b, "exports");
+      json_builder_begin_array (b);
+      for (guint i = 0; exports[i]; i++)
+        {
+          g_autofree char *where = smelt_export_job_describe_destination (job, exports[i]);
+
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "name");
+          json_builder_add_string_value (b, exports[i]);
+          json_builder_set_member_name (b, "destination");
+          if (where)
+            json_builder_add_string_value (b, where);
+          else
+            json_builder_add_null_value (b);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+    }
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   text = json_to_string (root, FALSE);

@@ -289,6 +289,8 @@ cmd_export (int    argc,
   g_autofree char *format = NULL;
   g_autofree char *to = NULL;
   g_auto(GStrv) sets = NULL;
+  g_auto(GStrv) dest_sets = NULL;
+  g_autofree char *hf_repo = NULL;
   g_autofree char *progress = NULL;
   g_autofree char *merge_into = NULL;
   g_autofree char *original = NULL;
@@ -305,8 +307,10 @@ cmd_export (int    argc,
     { "original", 0, 0, G_OPTION_ARG_FILENAME, &original,
       "The 16-bit model the 4-bit --model was quantized from (with --merge-into=original16)", "DIR" },
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "Format, e.g. merged16 or safetensors-lora", "NAME" },
-    { "to", 't', 0, G_OPTION_ARG_FILENAME, &to, "Output directory", "PATH" },
+    { "to", 't', 0, G_OPTION_ARG_FILENAME, &to, "Output directory, or hf://owner/repo[@branch]", "PATH" },
     { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &sets, "Format option", "Key=Value" },
+    { "dest-set", 0, 0, G_OPTION_ARG_STRING_ARRAY, &dest_sets,
+      "Destination option, e.g. Private=true for hf://", "Key=Value" },
     { "overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite, "Write into a non-empty directory", NULL },
     { "print-recipe", 0, 0, G_OPTION_ARG_NONE, &print_recipe, "Print the equivalent recipe and stop", NULL },
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "Print the plan and stop", NULL },
@@ -332,9 +336,21 @@ cmd_export (int    argc,
     return usage_error (ctx, "give one --weight per --adapter");
   if (g_str_has_prefix (to, "hf://"))
     {
-      fprintf (stderr, "smelt: error: hf:// destinations need the hf-hub plugin, which is not "
-               "installed; use a local directory\n");
-      return SMELT_EXIT_USAGE;
+      /* hf://owner/repo[@branch]: the hf-hub destination */
+      const char *at = strchr (to + 5, '@');
+
+      if (smelt_registry_lookup_feature (smelt_registry_get_default (), SMELT_FEATURE_DESTINATION,
+                                         "hf-hub") == NULL)
+        {
+          fprintf (stderr, "smelt: error: hf:// destinations need the hf-hub plugin, which is not "
+                   "installed; use a local directory\n");
+          return SMELT_EXIT_USAGE;
+        }
+      if (overwrite)
+        return usage_error (ctx, "--overwrite is for local directories; a Hub repo keeps its history");
+      hf_repo = at ? g_strndup (to + 5, at - (to + 5)) : g_strdup (to + 5);
+      if (*hf_repo == '\0' || (at && at[1] == '\0'))
+        return usage_error (ctx, "--to %s: expected hf://owner/repo or hf://owner/repo@branch", to);
     }
 
   /* absolute paths, so that a printed recipe works from anywhere */
@@ -361,13 +377,33 @@ cmd_export (int    argc,
         return usage_error (ctx, "--weight “%s” is not a number", weights[i]);
       smelt_recipe_add_adapter (recipe, abs, w);
     }
-  smelt_recipe_add_destination (recipe, "out", "localfs");
-  {
-    g_autofree char *abs = g_canonicalize_filename (to, NULL);
-    smelt_recipe_set_option (recipe, "out", "Path", abs, NULL);
-  }
+  if (hf_repo)
+    {
+      const char *at = strchr (to + 5, '@');
+
+      smelt_recipe_add_destination (recipe, "out", "hf-hub");
+      smelt_recipe_set_option (recipe, "out", "Repo", hf_repo, NULL);
+      if (at)
+        smelt_recipe_set_option (recipe, "out", "Revision", at + 1, NULL);
+    }
+  else
+    {
+      g_autofree char *abs = g_canonicalize_filename (to, NULL);
+
+      smelt_recipe_add_destination (recipe, "out", "localfs");
+      smelt_recipe_set_option (recipe, "out", "Path", abs, NULL);
+    }
   if (overwrite)
     smelt_recipe_set_option (recipe, "out", "Overwrite", "true", NULL);
+  for (guint i = 0; dest_sets && dest_sets[i]; i++)
+    {
+      const char *eq = strchr (dest_sets[i], '=');
+      g_autofree char *key = eq ? g_strndup (dest_sets[i], eq - dest_sets[i]) : NULL;
+
+      if (key == NULL || *key == '\0')
+        return usage_error (ctx, "--dest-set expects Key=Value, not “%s”", dest_sets[i]);
+      smelt_recipe_set_option (recipe, "out", key, eq + 1, NULL);
+    }
   smelt_recipe_add_export (recipe, "export", format, "out");
   for (guint i = 0; sets && sets[i]; i++)
     {
@@ -685,7 +721,8 @@ print_usage (FILE *to)
            "Turn a fine-tuned model (base + LoRA adapters) into what people deploy.\n\n"
            "Commands:\n"
            "  run RECIPE        run every export of a recipe (--dry-run, --jobs, --set, --progress)\n"
-           "  export            one-off export: --model DIR [--adapter DIR] --format NAME --to PATH\n"
+           "  export            one-off export: --model DIR [--adapter DIR] --format NAME\n"
+           "                    --to PATH|hf://owner/repo[@branch]\n"
            "  validate RECIPE   check a recipe without running it\n"
            "  plugins [NAME]    list plugins, or show one plugin's options (--json)\n"
            "  inspect PATH      describe a model, adapter or safetensors file (--json)\n"

@@ -90,5 +90,13 @@ void           smelt_destination_replace_pattern (SmeltDestination *self,
 SMELT_AVAILABLE_IN_ALL
 gboolean       smelt_destination_is_stale    (SmeltDestination *self,
                                               const char       *path);
+SMELT_AVAILABLE_IN_ALL
+GPtrArray     *smelt_destination_list_formats (SmeltDestination *self);
+SMELT_AVAILABLE_IN_ALL
+void           smelt_destination_report_progress (SmeltDestination *self,
+                                                  const char       *stage,
+                                                  const char       *file,
+                                                  guint64           done,
+                                                  guint64           total);
 
 G_END_DECLS

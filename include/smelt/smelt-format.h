@@ -90,6 +90,10 @@ G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
  *   (bitsandbytes' double quantization stores a mean in each header)
  * @end_pass: called on the job's thread after each pass but the last,
  *   with the pass's number; the format completes its plan here
+ * @link: called once every export of the job is planned, before
+ *   anything is written: a format that refers to another export's files
+ *   (smelt_format_lookup_export(), e.g. a Modelfile naming a GGUF) finds
+ *   them here and refuses a reference that leads nowhere
  * @accepts_source: whether the format can write from @source at all,
  *   checked before plan(); the default refuses a source whose model is a
  *   GGUF file (smelt_model_get_gguf()), which only formats that read
@@ -136,9 +140,11 @@ struct _SmeltFormatClass
   gboolean  (*end_pass)     (SmeltFormat  *self,
                              guint         pass,
                              GError      **error);
+  gboolean  (*link)         (SmeltFormat  *self,
+                             GError      **error);
 
   /*< private >*/
-  gpointer padding[6];
+  gpointer padding[5];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -181,6 +187,12 @@ SMELT_AVAILABLE_IN_ALL
 guint      smelt_format_get_n_passes  (SmeltFormat  *self);
 SMELT_AVAILABLE_IN_ALL
 guint      smelt_format_get_pass      (SmeltFormat  *self);
+SMELT_AVAILABLE_IN_ALL
+gboolean   smelt_format_link          (SmeltFormat  *self,
+                                       GError      **error);
+SMELT_AVAILABLE_IN_ALL
+SmeltFormat *smelt_format_lookup_export (SmeltFormat *self,
+                                         const char  *name);
 SMELT_AVAILABLE_IN_ALL
 gboolean   smelt_format_end_pass      (SmeltFormat  *self,
                                        guint         pass,
