@@ -228,6 +228,85 @@ inspect_safetensors (const char *path,
   return SMELT_EXIT_OK;
 }
 
+/* ---- chat template: the family smelt recognizes and why ---- */
+
+static const char *
+chat_match_nick (SmeltChatMatch match)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (SMELT_TYPE_CHAT_MATCH);
+  GEnumValue *v = g_enum_get_value (klass, match);
+
+  return v ? v->value_nick : "?";
+}
+
+static void
+add_chat_template_json (JsonBuilder *b,
+                        SmeltModel  *model)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmeltChatTemplate) t = smelt_chat_template_new_for_model (model, &error);
+  const char * const *stops;
+  struct { const char *key, *value; } members[7];
+
+  json_builder_set_member_name (b, "chat_template");
+  json_builder_begin_object (b);
+  if (t == NULL)
+    {
+      json_builder_set_member_name (b, "error");
+      json_builder_add_string_value (b, error->message);
+      json_builder_end_object (b);
+      return;
+    }
+  members[0].key = "match", members[0].value = chat_match_nick (smelt_chat_template_get_match (t));
+  members[1].key = "family", members[1].value = smelt_chat_template_get_family (t);
+  members[2].key = "family_name", members[2].value = smelt_chat_template_get_family_name (t);
+  members[3].key = "variant", members[3].value = smelt_chat_template_get_variant (t);
+  members[4].key = "source", members[4].value = smelt_chat_template_get_source (t);
+  members[5].key = "reason", members[5].value = smelt_chat_template_get_reason (t);
+  members[6].key = "warning", members[6].value = smelt_chat_template_get_warning (t);
+  for (guint i = 0; i < G_N_ELEMENTS (members); i++)
+    {
+      json_builder_set_member_name (b, members[i].key);
+      if (members[i].value)
+        json_builder_add_string_value (b, members[i].value);
+      else
+        json_builder_add_null_value (b);
+    }
+  json_builder_set_member_name (b, "stop_tokens");
+  json_builder_begin_array (b);
+  stops = smelt_chat_template_get_stop_tokens (t);
+  for (guint i = 0; stops[i]; i++)
+    json_builder_add_string_value (b, stops[i]);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+}
+
+static void
+print_chat_template (SmeltModel *model)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SmeltChatTemplate) t = smelt_chat_template_new_for_model (model, &error);
+  g_autofree char *stops = NULL;
+
+  if (t == NULL)
+    {
+      printf ("  chat template: unreadable: %s\n", error->message);
+      return;
+    }
+  if (smelt_chat_template_get_family (t))
+    printf ("  chat template: %s (%s), %s match\n", smelt_chat_template_get_family_name (t),
+            smelt_chat_template_get_family (t), chat_match_nick (smelt_chat_template_get_match (t)));
+  else
+    printf ("  chat template: %s, %s match\n",
+            smelt_chat_template_get_match (t) == SMELT_CHAT_MATCH_NONE ? "none" : "generic",
+            chat_match_nick (smelt_chat_template_get_match (t)));
+  printf ("    why: %s\n", smelt_chat_template_get_reason (t));
+  stops = g_strjoinv (" ", (char **) smelt_chat_template_get_stop_tokens (t));
+  printf ("    stop tokens: %s\n", *stops ? stops : "none");
+  if (smelt_chat_template_get_warning (t))
+    printf ("    warning: %s\n", smelt_chat_template_get_warning (t));
+}
+
 static int
 inspect_model (const char *path,
                gboolean    json)
@@ -265,6 +344,7 @@ inspect_model (const char *path,
       for (guint i = 0; tok[i]; i++)
         json_builder_add_string_value (b, tok[i]);
       json_builder_end_array (b);
+      add_chat_template_json (b, model);
       json_builder_set_member_name (b, "tensors");
       json_builder_begin_array (b);
       for (guint i = 0; i < smelt_model_get_n_tensors (model); i++)
@@ -286,6 +366,7 @@ inspect_model (const char *path,
   for (guint i = 0; tok[i]; i++)
     printf (" %s", tok[i]);
   printf ("%s\n", tok[0] ? "" : " none");
+  print_chat_template (model);
   for (guint i = 0; i < smelt_model_get_n_tensors (model); i++)
     print_tensor (smelt_model_get_tensor (model, i));
   return SMELT_EXIT_OK;

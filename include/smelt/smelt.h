@@ -16,6 +16,7 @@
 #include <smelt/smelt-bnb4.h>
 #include <smelt/smelt-quality.h>
 #include <smelt/smelt-model.h>
+#include <smelt/smelt-chat-template.h>
 #include <smelt/smelt-adapter.h>
 #include <smelt/smelt-source.h>
 #include <smelt/smelt-destination.h>

