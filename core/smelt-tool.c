@@ -731,6 +731,26 @@ print_usage (FILE *to)
            "1 export failed, 2 bad usage or invalid recipe.\n");
 }
 
+/* Warnings from the library and its plugins (an unknown chat template, a
+ * retried upload) are for the user: one plain line each, as the tool's
+ * own errors read, rather than GLib's "(smelt:PID): smelt-WARNING **". */
+static GLogWriterOutput
+write_log (GLogLevelFlags   level,
+           const GLogField *fields,
+           gsize            n_fields,
+           gpointer         user_data)
+{
+  if (level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE))
+    for (gsize i = 0; i < n_fields; i++)
+      if (g_str_equal (fields[i].key, "MESSAGE"))
+        {
+          fprintf (stderr, "smelt: %s: %s\n", (level & G_LOG_LEVEL_WARNING) ? "warning" : "note",
+                   (const char *) fields[i].value);
+          return G_LOG_WRITER_HANDLED;
+        }
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -738,6 +758,7 @@ main (int    argc,
   const char *cmd;
 
   setlocale (LC_ALL, "");
+  g_log_set_writer_func (write_log, NULL, NULL);
   if (argc < 2)
     {
       print_usage (stderr);

@@ -38,8 +38,11 @@ def main():
          "--set", "lora-out.Path=" + os.path.join(args.workdir, "lora"),
          "--set", "gguf-out.Path=" + out])
     names = sorted(os.listdir(out))
-    if names != ["demo.F16.gguf", "demo.Q8_0.gguf", "demo.report.json"]:
+    if names != ["Modelfile", "demo.F16.gguf", "demo.Q8_0.gguf", "demo.report.json"]:
         sys.exit("demo GGUF files: %s" % names)
+    with open(os.path.join(out, names.pop(0))) as f:
+        if "\nFROM ./demo.Q8_0.gguf\n" not in f.read():
+            sys.exit("the demo Modelfile does not run demo.Q8_0.gguf")
     for n in names[:2]:
         info = json.loads(run([args.harness, "load", os.path.join(out, n)]))
         if info["pre"] != "gpt-2" or info["n_vocab"] != 384:
