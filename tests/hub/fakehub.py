@@ -416,6 +416,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fakehub/1"
     timeout = 120
+    # a reply goes out as headers, then body: with Nagle's algorithm the body
+    # waits for the client's delayed ACK of the headers (40 ms on Linux), a
+    # stall HTTP front ends avoid by setting TCP_NODELAY
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):   # quiet; everything is in hub.requests()
         pass
