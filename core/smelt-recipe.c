@@ -1224,6 +1224,30 @@ check_shared_destinations (SmeltRecipe  *self,
   return TRUE;
 }
 
+/* A destination no export names is checked like the others but never
+ * prepared or committed: it would otherwise create (or, for the Hub,
+ * create a repo) and then fail to commit a folder nothing was written to.
+ * Likely a slip, so say so. */
+static void
+drop_unused_destinations (SmeltRecipe *self,
+                          GPtrArray   *destinations,
+                          GPtrArray   *formats)
+{
+  for (guint i = destinations->len; i > 0; i--)
+    {
+      SmeltDestination *d = g_ptr_array_index (destinations, i - 1);
+      gboolean used = FALSE;
+
+      for (guint j = 0; j < formats->len && !used; j++)
+        used = smelt_format_get_destination (g_ptr_array_index (formats, j)) == d;
+      if (used)
+        continue;
+      g_warning ("%s: no export writes to [Destination %s]; it is left alone", where (self),
+                 smelt_destination_get_name (d));
+      g_ptr_array_remove_index (destinations, i - 1);
+    }
+}
+
 gboolean
 _smelt_recipe_instantiate (SmeltRecipe    *self,
                            SmeltRegistry  *registry,
@@ -1276,6 +1300,7 @@ _smelt_recipe_instantiate (SmeltRecipe    *self,
     }
   if (!check_shared_destinations (self, fs, error))
     return FALSE;
+  drop_unused_destinations (self, ds, fs);
   if (formats)
     *formats = g_steal_pointer (&fs);
   if (destinations)

@@ -661,6 +661,20 @@ def small_fsize_limit():
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
+@case("unused-destination")
+def _(ctx, d):
+    ctx.demo(d)
+    path = write_recipe(os.path.join(d, "r.smelt"), [("merged", "merged16", "out/merged", {})])
+    with open(path, "a") as f:
+        f.write("\n[Destination spare]\nPlugin=localfs\nPath=out/spare\n")
+    rc, out, err = ctx.run(["run", "r.smelt", "--progress=none"], d)
+    check(rc == 0, "exit %d (stderr %r)" % (rc, err[-500:]))
+    check("warning" in err and "[Destination spare]" in err,
+          "no warning about the unused destination: %r" % err)
+    check(os.path.isfile(os.path.join(d, "out", "merged", "model.safetensors")), "no export")
+    check(not os.path.exists(os.path.join(d, "out", "spare")), "the unused destination was created")
+
+
 @case("full-disk-efbig")
 def _(ctx, d):
     ctx.demo(d)          # model.safetensors of the merged export is ~273 kB
