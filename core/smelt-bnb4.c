@@ -789,8 +789,8 @@ _smelt_bnb4_quantize_as_at (SmeltSimdLevel  level,
  * @x: (array length=n): the values, in the weight's row-major order
  * @n: how many; the first is at a block boundary
  * @blocksize: elements per block (see smelt_bnb4_blocksize_is_valid())
- * @packed: (out caller-allocates): (@n + 1) / 2 bytes of codes
- * @absmax: (out caller-allocates): ⌈@n / @blocksize⌉ float32 absmax values
+ * @packed: (type gpointer) (not nullable): room for (@n + 1) / 2 bytes of codes
+ * @absmax: (type gpointer) (not nullable): room for ⌈@n / @blocksize⌉ float32 absmax values
  *
  * Quantizes @n finite values as bitsandbytes' kQuantizeBlockwise does.
  * When @n is odd the last byte's low nibble codes a 0.0 of the last block.
@@ -814,8 +814,8 @@ smelt_bnb4_quantize (SmeltBnb4Type  type,
  * @x: (array length=n): float32 values, in the weight's row-major order
  * @n: how many; the first is at a block boundary
  * @blocksize: elements per block
- * @packed: (out caller-allocates): (@n + 1) / 2 bytes of codes
- * @absmax: (out caller-allocates): ⌈@n / @blocksize⌉ float32 absmax values
+ * @packed: (type gpointer) (not nullable): room for (@n + 1) / 2 bytes of codes
+ * @absmax: (type gpointer) (not nullable): room for ⌈@n / @blocksize⌉ float32 absmax values
  *
  * Quantizes the values bitsandbytes sees when it quantizes a weight
  * stored as @dtype: each value rounded to @dtype (to nearest, ties to
@@ -844,7 +844,7 @@ smelt_bnb4_quantize_as (SmeltBnb4Type  type,
  * @x: (array length=n): finite values, the first at a block boundary
  * @n: how many
  * @blocksize: elements per block
- * @absmax: (out caller-allocates): ⌈@n / @blocksize⌉ float32 values
+ * @absmax: (type gpointer) (not nullable): room for ⌈@n / @blocksize⌉ float32 values
  *
  * The blocks' absmax values alone, as smelt_bnb4_quantize() computes them.
  */
@@ -1192,8 +1192,8 @@ _smelt_bnb4_quantize_nested_at (SmeltSimdLevel  level,
  * @absmax: (array length=n_blocks): the 4-bit blocks' absmax values
  * @n_blocks: how many
  * @offset: from smelt_bnb4_nested_offset()
- * @codes: (out caller-allocates): @n_blocks 8-bit codes
- * @nested_absmax: (out caller-allocates): ⌈@n_blocks / 256⌉ float32 values
+ * @codes: (type gpointer) (not nullable): room for @n_blocks 8-bit codes
+ * @nested_absmax: (type gpointer) (not nullable): room for ⌈@n_blocks / 256⌉ float32 values
  *
  * Double quantization, as bitsandbytes' compress_statistics: @absmax −
  * @offset in blocks of 256, each scaled by the reciprocal of its absmax
@@ -1213,10 +1213,10 @@ smelt_bnb4_quantize_nested (const float *absmax,
  * smelt_bnb4_dequantize_nested:
  * @codes: (array length=n_blocks): 8-bit absmax codes
  * @n_blocks: how many
- * @nested_absmax: the per-256-block scales
+ * @nested_absmax: (type gpointer) (not nullable): the per-256-block scales
  * @nested_map: (array fixed-size=256): the stored `nested_quant_map`
  * @offset: the stored `nested_offset`
- * @absmax: (out caller-allocates): @n_blocks float32 absmax values
+ * @absmax: (type gpointer) (not nullable): room for @n_blocks float32 absmax values
  *
  * The absmax values bitsandbytes decodes: map × scale, then + offset, as
  * two float32 operations.
@@ -1268,12 +1268,12 @@ dequantize_run_avx512 (const float  *code,
 /**
  * smelt_bnb4_dequantize:
  * @type: NF4 or FP4
- * @packed: the whole weight's codes
- * @absmax: the whole weight's absmax values
+ * @packed: (type gpointer) (not nullable): the whole weight's codes
+ * @absmax: (type gpointer) (not nullable): the whole weight's absmax values
  * @first: the first element to decode
  * @n: how many
  * @blocksize: elements per block
- * @out: (out caller-allocates): @n float32 values
+ * @out: (type gpointer) (not nullable): room for @n float32 values
  *
  * Decodes elements [@first, @first + @n) as kDequantizeBlockwise does:
  * table value × absmax, in float32.

@@ -1020,7 +1020,7 @@ find_non_finite_at (SmeltSimdLevel  level,
  * smelt_convert_bf16_to_f32:
  * @src: (array length=n): bfloat16 values
  * @dst: (out caller-allocates) (array length=n): room for @n floats
- * @n: number of elements
+ * @n: (in): number of elements
  *
  * Widens bfloat16 to float. Exact: every bfloat16 is the top half of a
  * float, NaN payloads included. @src and @dst must not overlap.
@@ -1039,7 +1039,7 @@ smelt_convert_bf16_to_f32 (const guint16 *src,
  * smelt_convert_f16_to_f32:
  * @src: (array length=n): IEEE binary16 values
  * @dst: (out caller-allocates) (array length=n): room for @n floats
- * @n: number of elements
+ * @n: (in): number of elements
  *
  * Widens half precision to float. Exact for every number, subnormals
  * included; infinities stay infinite and NaNs keep their sign and payload
@@ -1060,7 +1060,7 @@ smelt_convert_f16_to_f32 (const guint16 *src,
  * smelt_convert_f32_to_bf16:
  * @src: (array length=n): floats
  * @dst: (out caller-allocates) (array length=n): room for @n bfloat16 values
- * @n: number of elements
+ * @n: (in): number of elements
  *
  * Narrows float to bfloat16, rounding to nearest with ties to even, as
  * PyTorch does. Values beyond the largest bfloat16 become ±infinity; a NaN
@@ -1082,7 +1082,7 @@ smelt_convert_f32_to_bf16 (const float *src,
  * @src: (array length=n): floats
  * @dst: (out caller-allocates) (array length=n): room for @n half-precision
  *   values
- * @n: number of elements
+ * @n: (in): number of elements
  *
  * Narrows float to IEEE half precision, rounding to nearest with ties to
  * even: small values become subnormals or ±0, values of magnitude 65520 or

@@ -233,12 +233,27 @@ smelt_format_wants_rows (SmeltFormat *self,
 }
 
 /**
+ * SmeltFormatClass::encode_rows:
+ * @self: a #SmeltFormat
+ * @tensor: the tensor
+ * @first_row: index of the first row
+ * @n_rows: number of rows
+ * @rows: (type gpointer) (not nullable): @n_rows rows of float32 values
+ * @out: where to append the encoded bytes
+ * @error: return location for a #GError
+ *
+ * Encodes a block; see smelt_format_encode_rows().
+ *
+ * Returns: %TRUE on success
+ */
+
+/**
  * smelt_format_encode_rows:
  * @self: a #SmeltFormat
  * @tensor: the tensor
  * @first_row: index of the first row
  * @n_rows: number of rows
- * @rows: (array) (element-type gfloat): @n_rows rows as float32
+ * @rows: (type gpointer) (not nullable): @n_rows rows of float32 values
  * @out: where to append the encoded bytes
  * @error: return location for a #GError
  *

@@ -291,10 +291,10 @@ block_decoder (SmeltGgmlType type)
 /**
  * smelt_ggml_decode_rows:
  * @type: a type for which smelt_ggml_type_can_encode() is true
- * @src: @n_rows × smelt_ggml_type_row_size() bytes of @type
+ * @src: (type gpointer) (not nullable): @n_rows × smelt_ggml_type_row_size() bytes of @type
  * @n_rows: rows
  * @n_per_row: elements per row, a multiple of the block size of @type
- * @dst: (array): room for @n_rows × @n_per_row floats
+ * @dst: (type gpointer) (not nullable): room for @n_rows × @n_per_row floats
  *
  * Decodes rows of @type to float32, with the same results as ggml's
  * reference dequantization (the to_float of ggml's type traits), so that

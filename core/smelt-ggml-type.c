@@ -369,10 +369,10 @@ encode_q8_0 (const float *src,
 /**
  * smelt_ggml_encode_rows:
  * @type: a type for which smelt_ggml_type_can_encode() is true
- * @src: (array): @n_rows × @n_per_row floats
+ * @src: (type gpointer) (not nullable): @n_rows × @n_per_row floats
  * @n_rows: rows
  * @n_per_row: elements per row, a multiple of the block size of @type
- * @dst: room for @n_rows × smelt_ggml_type_row_size() bytes
+ * @dst: (type gpointer) (not nullable): room for @n_rows × smelt_ggml_type_row_size() bytes
  *
  * Encodes float32 rows as @type, byte for byte as ggml's reference
  * routines do (ggml_quantize_chunk() without an importance matrix; ggml's

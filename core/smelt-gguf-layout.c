@@ -461,8 +461,8 @@ smelt_gguf_layout_set_string (SmeltGgufLayout *self,
  * @self: a layout
  * @key: the key
  * @element_type: a fixed-size element type (not string or array)
- * @elements: (array length=n_elements) (element-type guint8): the
- *   elements, packed, in host (little-endian) order
+ * @elements: (type gpointer) (not nullable): the elements, packed, in host
+ *   (little-endian) order: @n_elements of @element_type's size
  * @n_elements: the number of elements
  *
  * Sets @key to an array of numbers or booleans.

@@ -392,7 +392,7 @@ open_shard (SmeltShardSet  *self,
  * @self: a set
  * @format: the format writing it
  * @shard: the shard the bytes belong to (never an earlier one than the last)
- * @data: (array length=len): tensor data, in the planned order
+ * @data: (array length=len) (element-type guint8): tensor data, in the planned order
  * @len: its length
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError

@@ -49,12 +49,25 @@ smelt_tensor_get_dtype (SmeltTensor *self)
 }
 
 /**
- * smelt_tensor_get_shape:
+ * SmeltTensorInterface::get_shape:
  * @self: a #SmeltTensor
- * @n_dims: (out): number of dimensions
+ * @n_dims: (out): where to store the number of dimensions
+ *
+ * Gets the dimensions; see smelt_tensor_get_shape().
  *
  * Returns: (array length=n_dims) (transfer none): the dimensions,
- *   outermost first
+ *   outermost first, owned by the tensor
+ */
+
+/**
+ * smelt_tensor_get_shape:
+ * @self: a #SmeltTensor
+ * @n_dims: (out): where to store the number of dimensions
+ *
+ * Gets the tensor's dimensions.
+ *
+ * Returns: (array length=n_dims) (transfer none): the dimensions,
+ *   outermost first, owned by the tensor
  */
 const guint64 *
 smelt_tensor_get_shape (SmeltTensor *self,
