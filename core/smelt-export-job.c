@@ -71,6 +71,10 @@ struct _SmeltExportJob
   GMainContext  *context;
   gboolean       deliver_async;
   gint64         last_report;
+  GMutex         report_lock;
+  GCond          report_cond;
+  guint          reports_sent;    /* queued for the caller's context */
+  guint          reports_applied; /* seen there */
 
   /* the block pipeline */
   GMutex         lock;
@@ -120,6 +124,8 @@ smelt_export_job_finalize (GObject *object)
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
+  g_mutex_clear (&self->report_lock);
+  g_cond_clear (&self->report_cond);
   g_clear_pointer (&self->spare, g_ptr_array_unref);
 
   G_OBJECT_CLASS (smelt_export_job_parent_class)->finalize (object);
@@ -296,6 +302,8 @@ smelt_export_job_init (SmeltExportJob *self)
 {
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
+  g_mutex_init (&self->report_lock);
+  g_cond_init (&self->report_cond);
   self->stage = g_strdup ("idle");
   self->spare = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
 }
@@ -450,9 +458,48 @@ static gboolean
 deliver_report (gpointer data)
 {
   Report *r = data;
+  SmeltExportJob *self = r->job;
 
-  apply_report (r->job, r->stage, r->tensor, r->done, r->total);
+  apply_report (self, r->stage, r->tensor, r->done, r->total);
+  g_mutex_lock (&self->report_lock);
+  self->reports_applied++;
+  g_cond_broadcast (&self->report_cond);
+  g_mutex_unlock (&self->report_lock);
   return G_SOURCE_REMOVE;
+}
+
+static void
+wake_report_waiter (GCancellable   *cancellable,
+                    SmeltExportJob *self)
+{
+  g_mutex_lock (&self->report_lock);
+  g_cond_broadcast (&self->report_cond);
+  g_mutex_unlock (&self->report_lock);
+}
+
+/* On the working thread, before a destination commits: waits until the
+ * caller's context has run every progress report sent so far (or the job
+ * is cancelled). A caller that cancels from a progress handler before it
+ * has seen stage "committing" therefore always cancels the job, however
+ * fast the worker is: nothing reaches a final name behind its back. The
+ * caller iterates its context anyway, to receive the job's result. */
+static void
+wait_for_caller (SmeltExportJob *self,
+                 GCancellable   *cancellable)
+{
+  gulong handler = 0;
+
+  if (!self->deliver_async)
+    return;
+  if (cancellable)
+    handler = g_cancellable_connect (cancellable, G_CALLBACK (wake_report_waiter), self, NULL);
+  g_mutex_lock (&self->report_lock);
+  while (self->reports_applied < self->reports_sent &&
+         !g_cancellable_is_cancelled (cancellable))
+    g_cond_wait (&self->report_cond, &self->report_lock);
+  g_mutex_unlock (&self->report_lock);
+  if (handler)
+    g_cancellable_disconnect (cancellable, handler);
 }
 
 static void
@@ -487,6 +534,9 @@ report_total (SmeltExportJob *self,
       apply_report (self, stage, tensor, done, total);
       return;
     }
+  g_mutex_lock (&self->report_lock);
+  self->reports_sent++;
+  g_mutex_unlock (&self->report_lock);
   r = g_new0 (Report, 1);
   r->job = g_object_ref (self);
   r->stage = g_strdup (stage);
@@ -1307,6 +1357,7 @@ finish_and_commit (SmeltExportJob  *self,
        * stage of its own */
       report (self, "committing", NULL, self->plan_total, TRUE);
       g_clear_pointer (&self->reported_stage, g_free);
+      wait_for_caller (self, cancellable);
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         return FALSE;
       handler = g_signal_connect (d, "progress", G_CALLBACK (on_destination_progress), self);
@@ -1394,7 +1445,17 @@ run_thread (GTask        *task,
  * @user_data: data for @callback
  *
  * Runs the job in a thread; progress and @callback arrive on the thread
- * default main context of the caller.
+ * default main context of the caller, which must be iterated until
+ * @callback runs.
+ *
+ * Cancelling @cancellable stops the job at the next row block or file,
+ * removes what it wrote, and smelt_export_job_run_finish() then fails
+ * with %G_IO_ERROR_CANCELLED. Before each destination commits, the job
+ * waits until the caller's context has run every #SmeltExportJob::progress
+ * emission sent so far, so a cancel issued from a progress handler before
+ * #SmeltExportJob:stage is "committing" always wins, however small the
+ * model. A cancel that comes once a destination has begun committing may
+ * come too late: the job then reports what really happened.
  */
 void
 smelt_export_job_run_async (SmeltExportJob      *self,
@@ -1408,6 +1469,9 @@ smelt_export_job_run_async (SmeltExportJob      *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, smelt_export_job_run_async);
+  /* the result says whether files were committed, not whether someone
+   * pressed cancel after the fact */
+  g_task_set_check_cancellable (task, FALSE);
   g_clear_pointer (&self->context, g_main_context_unref);
   self->context = g_main_context_ref_thread_default ();
   self->deliver_async = TRUE;
