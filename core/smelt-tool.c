@@ -459,7 +459,23 @@ default_string (GParamSpec *pspec)
     return g_strdup (g_value_get_string (def) ? g_value_get_string (def) : "");
   if (type == G_TYPE_BOOLEAN)
     return g_strdup (g_value_get_boolean (def) ? "true" : "false");
+  if (type == G_TYPE_STRV)
+    return g_strjoinv (";", g_value_get_boxed (def) ? g_value_get_boxed (def) : (char *[]) { NULL });
   return g_strdup_value_contents (def);
+}
+
+/* "integer", with the range when the property narrows its type's */
+static char *
+integer_type_string (gint64  lo,
+                     guint64 hi,
+                     gint64  type_lo,
+                     guint64 type_hi)
+{
+  if (lo == type_lo && hi == type_hi)
+    return g_strdup ("integer");
+  if (hi == type_hi)
+    return g_strdup_printf ("integer ≥ %" G_GINT64_FORMAT, lo);
+  return g_strdup_printf ("integer %" G_GINT64_FORMAT "–%" G_GUINT64_FORMAT, lo, hi);
 }
 
 static char *
@@ -483,6 +499,20 @@ type_string (GParamSpec *pspec)
     return g_strdup ("true|false");
   if (type == G_TYPE_STRV)
     return g_strdup ("list (a;b;c)");
+  if (type == G_TYPE_UINT)
+    return integer_type_string (G_PARAM_SPEC_UINT (pspec)->minimum, G_PARAM_SPEC_UINT (pspec)->maximum,
+                                0, G_MAXUINT);
+  if (type == G_TYPE_INT)
+    return integer_type_string (G_PARAM_SPEC_INT (pspec)->minimum, G_PARAM_SPEC_INT (pspec)->maximum,
+                                G_MININT, G_MAXINT);
+  if (type == G_TYPE_UINT64)
+    return integer_type_string (G_PARAM_SPEC_UINT64 (pspec)->minimum, G_PARAM_SPEC_UINT64 (pspec)->maximum,
+                                0, G_MAXUINT64);
+  if (type == G_TYPE_INT64)
+    return integer_type_string (G_PARAM_SPEC_INT64 (pspec)->minimum, G_PARAM_SPEC_INT64 (pspec)->maximum,
+                                G_MININT64, G_MAXINT64);
+  if (type == G_TYPE_DOUBLE)
+    return g_strdup ("number");
   return g_strdup (g_type_name (type));
 }
 
