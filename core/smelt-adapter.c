@@ -382,6 +382,8 @@ smelt_adapter_new_for_path (const char  *path,
  * smelt_adapter_get_path:
  * @self: a #SmeltAdapter
  *
+ * Gets the absolute adapter directory.
+ *
  * Returns: (type filename): the absolute adapter directory
  */
 const char *
@@ -394,6 +396,8 @@ smelt_adapter_get_path (SmeltAdapter *self)
 /**
  * smelt_adapter_get_config:
  * @self: a #SmeltAdapter
+ *
+ * Gets the parsed adapter_config.json.
  *
  * Returns: (transfer none): the parsed adapter_config.json
  */
@@ -408,6 +412,8 @@ smelt_adapter_get_config (SmeltAdapter *self)
  * smelt_adapter_get_file:
  * @self: a #SmeltAdapter
  *
+ * Gets adapter_model.safetensors.
+ *
  * Returns: (transfer none): adapter_model.safetensors
  */
 SmeltSafetensorsFile *
@@ -420,6 +426,9 @@ smelt_adapter_get_file (SmeltAdapter *self)
 /**
  * smelt_adapter_get_rank:
  * @self: a #SmeltAdapter
+ *
+ * Gets the default rank `r` of the config (actual ranks come from the
+ * tensor shapes).
  *
  * Returns: the default rank `r` of the config (actual ranks come from the
  *   tensor shapes)
@@ -435,6 +444,8 @@ smelt_adapter_get_rank (SmeltAdapter *self)
  * smelt_adapter_get_alpha:
  * @self: a #SmeltAdapter
  *
+ * Gets the default lora_alpha.
+ *
  * Returns: the default lora_alpha
  */
 double
@@ -447,6 +458,8 @@ smelt_adapter_get_alpha (SmeltAdapter *self)
 /**
  * smelt_adapter_get_use_rslora:
  * @self: a #SmeltAdapter
+ *
+ * Tells whether the scale is alpha/sqrt(r).
  *
  * Returns: whether the scale is alpha/sqrt(r)
  */
@@ -461,6 +474,8 @@ smelt_adapter_get_use_rslora (SmeltAdapter *self)
  * smelt_adapter_get_use_dora:
  * @self: a #SmeltAdapter
  *
+ * Tells whether this is a DoRA adapter.
+ *
  * Returns: whether this is a DoRA adapter
  */
 gboolean
@@ -473,6 +488,8 @@ smelt_adapter_get_use_dora (SmeltAdapter *self)
 /**
  * smelt_adapter_get_fan_in_fan_out:
  * @self: a #SmeltAdapter
+ *
+ * Tells whether the base weights are stored [in, out] (GPT-2 Conv1D).
  *
  * Returns: whether the base weights are stored [in, out] (GPT-2 Conv1D)
  */
@@ -525,6 +542,8 @@ _smelt_adapter_get_expected_rank (SmeltAdapter *self,
 /**
  * smelt_adapter_get_tokenizer_files:
  * @self: a #SmeltAdapter
+ *
+ * Gets tokenizer files saved beside the adapter.
  *
  * Returns: (transfer none) (array zero-terminated=1): tokenizer files saved
  *   beside the adapter

@@ -582,6 +582,8 @@ _smelt_bnb4_tensor_new (const char   *name,
  * smelt_bnb4_tensor_get_quant_type:
  * @self: a #SmeltBnb4Tensor
  *
+ * Gets the 4-bit data type of the weight's codes.
+ *
  * Returns: the 4-bit data type of the weight's codes
  */
 SmeltBnb4Type
@@ -594,6 +596,8 @@ smelt_bnb4_tensor_get_quant_type (SmeltBnb4Tensor *self)
 /**
  * smelt_bnb4_tensor_get_blocksize:
  * @self: a #SmeltBnb4Tensor
+ *
+ * Gets how many consecutive elements share one absmax.
  *
  * Returns: how many consecutive elements share one absmax
  */
@@ -608,6 +612,9 @@ smelt_bnb4_tensor_get_blocksize (SmeltBnb4Tensor *self)
  * smelt_bnb4_tensor_is_nested:
  * @self: a #SmeltBnb4Tensor
  *
+ * Tells whether the absmax values are double-quantized (8-bit codes in
+ * blocks of %SMELT_BNB4_NESTED_BLOCKSIZE, `bnb_4bit_use_double_quant`).
+ *
  * Returns: whether the absmax values are double-quantized (8-bit codes in
  *   blocks of %SMELT_BNB4_NESTED_BLOCKSIZE, `bnb_4bit_use_double_quant`)
  */
@@ -621,6 +628,9 @@ smelt_bnb4_tensor_is_nested (SmeltBnb4Tensor *self)
 /**
  * smelt_bnb4_tensor_get_offset:
  * @self: a #SmeltBnb4Tensor
+ *
+ * Gets the quant state's `nested_offset` (the mean subtracted from the
+ * absmax values before they were quantized), or 0 when not nested.
  *
  * Returns: the quant state's `nested_offset` (the mean subtracted from the
  *   absmax values before they were quantized), or 0 when not nested

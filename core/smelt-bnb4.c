@@ -108,6 +108,8 @@ dynamic_map (void)
  * smelt_bnb4_type_to_string:
  * @type: a type
  *
+ * Gets "nf4" or "fp4", as bitsandbytes spells them.
+ *
  * Returns: "nf4" or "fp4", as bitsandbytes spells them
  */
 const char *
@@ -120,6 +122,9 @@ smelt_bnb4_type_to_string (SmeltBnb4Type type)
  * smelt_bnb4_type_from_string:
  * @name: "nf4" or "fp4" (any case)
  * @type: (out): the type
+ *
+ * Parses a bitsandbytes 4-bit type name, as `bnb_4bit_quant_type` spells
+ * it.
  *
  * Returns: whether @name is a bitsandbytes 4-bit type
  */
@@ -140,6 +145,9 @@ smelt_bnb4_type_from_string (const char    *name,
  * smelt_bnb4_blocksize_is_valid:
  * @blocksize: a block size
  *
+ * Tells whether bitsandbytes quantizes with @blocksize (a power of two from
+ * 32 to 4096).
+ *
  * Returns: whether bitsandbytes quantizes with @blocksize (a power of two
  *   from 32 to 4096)
  */
@@ -152,6 +160,8 @@ smelt_bnb4_blocksize_is_valid (guint blocksize)
 /**
  * smelt_bnb4_get_code:
  * @type: a type
+ *
+ * Gets the 16 values the codes dequantize to (the kernels' tables).
  *
  * Returns: (array fixed-size=16): the 16 values the codes dequantize to
  *   (the kernels' tables)
@@ -166,6 +176,8 @@ smelt_bnb4_get_code (SmeltBnb4Type type)
  * smelt_bnb4_get_quant_map:
  * @type: a type
  *
+ * Gets the table bitsandbytes stores as `weight.quant_map`.
+ *
  * Returns: (array fixed-size=16): the table bitsandbytes stores as
  *   `weight.quant_map`
  */
@@ -177,6 +189,9 @@ smelt_bnb4_get_quant_map (SmeltBnb4Type type)
 
 /**
  * smelt_bnb4_get_nested_map:
+ *
+ * Gets the signed dynamic 8-bit map smelt quantizes absmax values with (and
+ * stores as `nested_quant_map`).
  *
  * Returns: (array fixed-size=256): the signed dynamic 8-bit map smelt
  *   quantizes absmax values with (and stores as `nested_quant_map`)

@@ -755,6 +755,8 @@ smelt_chat_template_set_family (SmeltChatTemplate  *self,
  * smelt_chat_template_get_match:
  * @self: a #SmeltChatTemplate
  *
+ * Gets how the family was found.
+ *
  * Returns: how the family was found
  */
 SmeltChatMatch
@@ -768,6 +770,8 @@ smelt_chat_template_get_match (SmeltChatTemplate *self)
  * smelt_chat_template_get_jinja:
  * @self: a #SmeltChatTemplate
  *
+ * Gets the model's own chat template.
+ *
  * Returns: (nullable): the model's own chat template
  */
 const char *
@@ -780,6 +784,10 @@ smelt_chat_template_get_jinja (SmeltChatTemplate *self)
 /**
  * smelt_chat_template_get_source:
  * @self: a #SmeltChatTemplate
+ *
+ * Gets where the template came from: "chat_template.jinja",
+ * "tokenizer_config.json", "chat_template.json" or a GGUF model's
+ * "tokenizer.chat_template".
  *
  * Returns: (nullable): where the template came from: "chat_template.jinja",
  *   "tokenizer_config.json", "chat_template.json" or a GGUF model's
@@ -796,6 +804,9 @@ smelt_chat_template_get_source (SmeltChatTemplate *self)
  * smelt_chat_template_get_family:
  * @self: a #SmeltChatTemplate
  *
+ * Gets the id of the family in use ("llama3.1", …), or %NULL without a
+ * template or for the generic fallback.
+ *
  * Returns: (nullable): the id of the family in use ("llama3.1", …), or
  *   %NULL without a template or for the generic fallback
  */
@@ -809,6 +820,8 @@ smelt_chat_template_get_family (SmeltChatTemplate *self)
 /**
  * smelt_chat_template_get_family_name:
  * @self: a #SmeltChatTemplate
+ *
+ * Gets the display name of the family in use ("Llama 3.1/3.2/3.3", …).
  *
  * Returns: (nullable): the display name of the family in use
  *   ("Llama 3.1/3.2/3.3", …)
@@ -824,6 +837,9 @@ smelt_chat_template_get_family_name (SmeltChatTemplate *self)
  * smelt_chat_template_get_variant:
  * @self: a #SmeltChatTemplate
  *
+ * For an exact match, gets the file name of the family's variant that
+ * the template equals.
+ *
  * Returns: (nullable): for an exact match, the file name of the family's
  *   variant the template equals
  */
@@ -838,6 +854,8 @@ smelt_chat_template_get_variant (SmeltChatTemplate *self)
  * smelt_chat_template_get_reason:
  * @self: a #SmeltChatTemplate
  *
+ * Says why this family was chosen (or none), in one line.
+ *
  * Returns: why this family (or none), in one line
  */
 const char *
@@ -850,6 +868,9 @@ smelt_chat_template_get_reason (SmeltChatTemplate *self)
 /**
  * smelt_chat_template_get_warning:
  * @self: a #SmeltChatTemplate
+ *
+ * Gets what a user should check: set for %SMELT_CHAT_MATCH_FALLBACK and
+ * %SMELT_CHAT_MATCH_NONE.
  *
  * Returns: (nullable): what a user should check: set for
  *   %SMELT_CHAT_MATCH_FALLBACK and %SMELT_CHAT_MATCH_NONE
@@ -887,6 +908,9 @@ smelt_chat_template_get_ollama_template (SmeltChatTemplate *self)
  * smelt_chat_template_get_default_system:
  * @self: a #SmeltChatTemplate
  *
+ * Gets the system prompt the family's template uses when a conversation has
+ * none (for a Modelfile's SYSTEM).
+ *
  * Returns: (nullable): the system prompt the family's template uses when a
  *   conversation has none (for a Modelfile's SYSTEM)
  */
@@ -919,6 +943,9 @@ smelt_chat_template_get_stop_tokens (SmeltChatTemplate *self)
  * smelt_chat_template_get_eos_tokens:
  * @self: a #SmeltChatTemplate
  *
+ * Gets the model's own end-of-sequence tokens, without the family's
+ * markers.
+ *
  * Returns: (transfer none) (array zero-terminated=1): the model's own
  *   end-of-sequence tokens, without the family's markers
  */
@@ -932,6 +959,8 @@ smelt_chat_template_get_eos_tokens (SmeltChatTemplate *self)
 /**
  * smelt_chat_template_get_bos_token:
  * @self: a #SmeltChatTemplate
+ *
+ * Gets the model's beginning-of-sequence token.
  *
  * Returns: (nullable): the model's beginning-of-sequence token
  */

@@ -272,6 +272,8 @@ smelt_destination_abort (SmeltDestination *self)
  * smelt_destination_describe:
  * @self: a #SmeltDestination
  *
+ * Gets where the files go, for people.
+ *
  * Returns: (transfer full): where the files go, for people
  */
 char *
@@ -304,6 +306,8 @@ smelt_destination_has_seekable_files (SmeltDestination *self)
 /**
  * smelt_destination_get_name:
  * @self: a #SmeltDestination
+ *
+ * Gets the destination's name in the recipe.
  *
  * Returns: (nullable): the destination's name in the recipe
  */

@@ -313,6 +313,9 @@ smelt_export_job_init (SmeltExportJob *self)
  * @recipe: the recipe to run
  * @registry: (nullable): where plugins come from (the default registry if %NULL)
  *
+ * Creates a job that runs every export of @recipe. Nothing is opened
+ * until smelt_export_job_run() or smelt_export_job_run_async().
+ *
  * Returns: (transfer full): a new #SmeltExportJob
  */
 SmeltExportJob *
@@ -329,6 +332,8 @@ smelt_export_job_new (SmeltRecipe   *recipe,
 /**
  * smelt_export_job_get_recipe:
  * @self: a #SmeltExportJob
+ *
+ * Gets the recipe.
  *
  * Returns: (transfer none): the recipe
  */
@@ -360,6 +365,8 @@ smelt_export_job_set_n_threads (SmeltExportJob *self,
 /**
  * smelt_export_job_get_n_threads:
  * @self: a #SmeltExportJob
+ *
+ * Gets the thread count setting (0 = one per processor).
  *
  * Returns: the thread count setting (0 = one per processor)
  */
@@ -851,6 +858,8 @@ smelt_export_job_prepare (SmeltExportJob  *self,
  * smelt_export_job_get_source:
  * @self: a prepared #SmeltExportJob
  *
+ * Gets the merged model, once prepared.
+ *
  * Returns: (transfer none) (nullable): the merged model, once prepared
  */
 SmeltSource *
@@ -863,6 +872,8 @@ smelt_export_job_get_source (SmeltExportJob *self)
 /**
  * smelt_export_job_list_exports:
  * @self: a #SmeltExportJob
+ *
+ * Gets the export names.
  *
  * Returns: (transfer full) (array zero-terminated=1): the export names
  */
@@ -891,6 +902,8 @@ find_format (SmeltExportJob *self,
  * smelt_export_job_get_planned_files:
  * @self: a prepared #SmeltExportJob
  * @export_name: an export name
+ *
+ * Gets the files the export will write.
  *
  * Returns: (transfer container) (element-type SmeltPlannedFile) (nullable):
  *   the files the export will write
@@ -932,6 +945,8 @@ smelt_export_job_get_summary (SmeltExportJob *self,
  * smelt_export_job_describe_destination:
  * @self: a prepared #SmeltExportJob
  * @export_name: an export name
+ *
+ * Gets where the export's files go.
  *
  * Returns: (transfer full) (nullable): where the export's files go
  */
@@ -1484,6 +1499,9 @@ smelt_export_job_run_async (SmeltExportJob      *self,
  * @result: the #GAsyncResult
  * @error: return location for a #GError
  *
+ * Finishes smelt_export_job_run_async(). A job that failed or was
+ * cancelled (%G_IO_ERROR_CANCELLED) has removed what it wrote.
+ *
  * Returns: %TRUE if the job succeeded
  */
 gboolean
@@ -1499,6 +1517,8 @@ smelt_export_job_run_finish (SmeltExportJob  *self,
  * smelt_export_job_get_stage:
  * @self: a #SmeltExportJob
  *
+ * Gets the current stage.
+ *
  * Returns: the current stage
  */
 const char *
@@ -1511,6 +1531,8 @@ smelt_export_job_get_stage (SmeltExportJob *self)
 /**
  * smelt_export_job_get_fraction:
  * @self: a #SmeltExportJob
+ *
+ * Gets progress from 0 to 1.
  *
  * Returns: progress from 0 to 1
  */
@@ -1525,6 +1547,8 @@ smelt_export_job_get_fraction (SmeltExportJob *self)
  * smelt_export_job_get_current_tensor:
  * @self: a #SmeltExportJob
  *
+ * Gets the tensor being written.
+ *
  * Returns: (nullable): the tensor being written
  */
 const char *
@@ -1537,6 +1561,8 @@ smelt_export_job_get_current_tensor (SmeltExportJob *self)
 /**
  * smelt_export_job_get_bytes_done:
  * @self: a #SmeltExportJob
+ *
+ * Gets bytes of tensor data processed.
  *
  * Returns: bytes of tensor data processed
  */
@@ -1551,6 +1577,8 @@ smelt_export_job_get_bytes_done (SmeltExportJob *self)
  * smelt_export_job_get_rate:
  * @self: a #SmeltExportJob
  *
+ * Gets bytes of tensor data processed per second so far.
+ *
  * Returns: bytes of tensor data processed per second so far
  */
 double
@@ -1563,6 +1591,8 @@ smelt_export_job_get_rate (SmeltExportJob *self)
 /**
  * smelt_export_job_get_bytes_total:
  * @self: a #SmeltExportJob
+ *
+ * Gets bytes of tensor data to process.
  *
  * Returns: bytes of tensor data to process
  */

@@ -45,6 +45,8 @@ G_DEFINE_BOXED_TYPE (SmeltPlannedFile, smelt_planned_file, smelt_planned_file_co
  * smelt_planned_file_copy:
  * @file: a #SmeltPlannedFile
  *
+ * Copies @file.
+ *
  * Returns: (transfer full): a copy
  */
 SmeltPlannedFile *
@@ -217,6 +219,8 @@ smelt_format_plan (SmeltFormat  *self,
  * @self: a #SmeltFormat
  * @tensor: a tensor of the source
  *
+ * Gets what the format needs of @tensor.
+ *
  * Returns: what the format needs of @tensor
  */
 SmeltRows
@@ -324,6 +328,8 @@ smelt_format_finish (SmeltFormat  *self,
  * smelt_format_get_name:
  * @self: a #SmeltFormat
  *
+ * Gets the export's name in the recipe.
+ *
  * Returns: (nullable): the export's name in the recipe
  */
 const char *
@@ -340,6 +346,8 @@ smelt_format_get_name (SmeltFormat *self)
  * smelt_format_get_source:
  * @self: a #SmeltFormat
  *
+ * Gets the source being exported, once planned.
+ *
  * Returns: (transfer none) (nullable): the source being exported, once planned
  */
 SmeltSource *
@@ -355,6 +363,8 @@ smelt_format_get_source (SmeltFormat *self)
 /**
  * smelt_format_get_destination:
  * @self: a #SmeltFormat
+ *
+ * Gets where the files go.
  *
  * Returns: (transfer none) (nullable): where the files go
  */
@@ -429,6 +439,8 @@ smelt_format_add_planned_file (SmeltFormat *self,
 /**
  * smelt_format_get_planned_files:
  * @self: a #SmeltFormat
+ *
+ * Gets the planned files.
  *
  * Returns: (transfer none) (element-type SmeltPlannedFile): the planned files
  */
@@ -735,6 +747,9 @@ smelt_format_lookup_export (SmeltFormat *self,
  * smelt_format_get_n_passes:
  * @self: a #SmeltFormat
  *
+ * Gets how many passes over the tensors the format needs (see
+ * #SmeltFormatClass.get_n_passes).
+ *
  * Returns: how many passes over the tensors the format needs (see
  *   #SmeltFormatClass.get_n_passes)
  */
@@ -751,6 +766,9 @@ smelt_format_get_n_passes (SmeltFormat *self)
 /**
  * smelt_format_get_pass:
  * @self: a #SmeltFormat
+ *
+ * Gets the format's own pass under way, from 0 to
+ * smelt_format_get_n_passes() - 1 (the writing one).
  *
  * Returns: the format's own pass under way, from 0 to
  *   smelt_format_get_n_passes() - 1 (the writing one)
@@ -781,6 +799,9 @@ _smelt_format_set_pass (SmeltFormat *self,
  * @self: a #SmeltFormat
  * @pass: the pass that ended (not the last)
  * @error: return location for a #GError
+ *
+ * Tells the format that read-only pass @pass is over, so it can complete
+ * its plan (see #SmeltFormatClass.end_pass).
  *
  * Returns: %TRUE on success
  */

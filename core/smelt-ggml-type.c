@@ -70,6 +70,8 @@ lookup (guint32 type)
  * smelt_ggml_type_is_known:
  * @type: a type number read from a file
  *
+ * Tells whether @type is a ggml type whose size smelt knows.
+ *
  * Returns: whether @type is a ggml type whose size smelt knows
  */
 gboolean
@@ -81,6 +83,9 @@ smelt_ggml_type_is_known (guint32 type)
 /**
  * smelt_ggml_type_get_name:
  * @type: a ggml type
+ *
+ * Gets ggml's name of @type ("f16", "q8_0", "q4_K", …), or "?" for a type
+ * smelt does not know.
  *
  * Returns: ggml's name of @type ("f16", "q8_0", "q4_K", …), or "?" for a
  *   type smelt does not know
@@ -97,6 +102,9 @@ smelt_ggml_type_get_name (SmeltGgmlType type)
  * smelt_ggml_type_get_block_size:
  * @type: a ggml type
  *
+ * Gets the number of elements in one block of @type (1 for plain types), or
+ * 0 for an unknown type.
+ *
  * Returns: the number of elements in one block of @type (1 for plain
  *   types), or 0 for an unknown type
  */
@@ -111,6 +119,8 @@ smelt_ggml_type_get_block_size (SmeltGgmlType type)
 /**
  * smelt_ggml_type_get_block_bytes:
  * @type: a ggml type
+ *
+ * Gets the size in bytes of one block of @type, or 0 for an unknown type.
  *
  * Returns: the size in bytes of one block of @type, or 0 for an unknown
  *   type
@@ -127,6 +137,9 @@ smelt_ggml_type_get_block_bytes (SmeltGgmlType type)
  * smelt_ggml_type_row_size:
  * @type: a ggml type
  * @n_per_row: elements in a row; a multiple of the block size
+ *
+ * Gets the bytes of one row, or 0 if @n_per_row is not a multiple of the
+ * block size or @type is unknown.
  *
  * Returns: the bytes of one row, or 0 if @n_per_row is not a multiple of
  *   the block size or @type is unknown
@@ -145,6 +158,8 @@ smelt_ggml_type_row_size (SmeltGgmlType type,
 /**
  * smelt_ggml_type_can_encode:
  * @type: a ggml type
+ *
+ * Tells whether smelt_ggml_encode_rows() can produce @type.
  *
  * Returns: whether smelt_ggml_encode_rows() can produce @type
  */

@@ -452,6 +452,8 @@ smelt_gguf_file_new (const char  *path,
  * smelt_gguf_file_get_path:
  * @self: a file
  *
+ * Gets the path the file was opened from.
+ *
  * Returns: the path the file was opened from
  */
 const char *
@@ -464,6 +466,8 @@ smelt_gguf_file_get_path (SmeltGgufFile *self)
 /**
  * smelt_gguf_file_get_version:
  * @self: a file
+ *
+ * Gets the GGUF version (2 or 3).
  *
  * Returns: the GGUF version (2 or 3)
  */
@@ -478,6 +482,8 @@ smelt_gguf_file_get_version (SmeltGgufFile *self)
  * smelt_gguf_file_get_data_offset:
  * @self: a file
  *
+ * Gets where the tensor data starts.
+ *
  * Returns: where the tensor data starts
  */
 guint64
@@ -490,6 +496,8 @@ smelt_gguf_file_get_data_offset (SmeltGgufFile *self)
 /**
  * smelt_gguf_file_get_n_kv:
  * @self: a file
+ *
+ * Gets the number of metadata keys.
  *
  * Returns: the number of metadata keys
  */
@@ -514,6 +522,8 @@ kv_at (SmeltGgufFile *self,
  * @self: a file
  * @index: a key index, in file order
  *
+ * Gets the key.
+ *
  * Returns: the key
  */
 const char *
@@ -530,6 +540,8 @@ smelt_gguf_file_get_key (SmeltGgufFile *self,
  * @self: a file
  * @key: a key
  *
+ * Gets the index of @key, or -1.
+ *
  * Returns: the index of @key, or -1
  */
 int
@@ -544,6 +556,8 @@ smelt_gguf_file_find_key (SmeltGgufFile *self,
  * smelt_gguf_file_get_kv_type:
  * @self: a file
  * @index: a key index
+ *
+ * Gets the value's type.
  *
  * Returns: the value's type
  */
@@ -561,6 +575,8 @@ smelt_gguf_file_get_kv_type (SmeltGgufFile *self,
  * @self: a file
  * @index: the index of an array key
  *
+ * Gets the element type.
+ *
  * Returns: the element type
  */
 SmeltGgufValueType
@@ -576,6 +592,8 @@ smelt_gguf_file_get_array_type (SmeltGgufFile *self,
  * smelt_gguf_file_get_array_length:
  * @self: a file
  * @index: the index of an array key
+ *
+ * Gets the number of elements, or 0 for a scalar.
  *
  * Returns: the number of elements, or 0 for a scalar
  */
@@ -690,6 +708,9 @@ append_scalar (GString            *s,
  * @index: a key index
  * @max_elements: how many array elements to show before "…"
  *
+ * Gets the value as text for people: strings quoted and escaped, arrays as
+ * `[n × type: a, b, …]`.
+ *
  * Returns: (transfer full): the value as text for people: strings quoted
  *   and escaped, arrays as `[n × type: a, b, …]`
  */
@@ -728,6 +749,8 @@ smelt_gguf_file_format_value (SmeltGgufFile *self,
  * smelt_gguf_file_get_n_tensors:
  * @self: a file
  *
+ * Gets the number of tensors.
+ *
  * Returns: the number of tensors
  */
 guint
@@ -741,6 +764,8 @@ smelt_gguf_file_get_n_tensors (SmeltGgufFile *self)
  * smelt_gguf_file_find_tensor:
  * @self: a file
  * @name: a tensor name
+ *
+ * Gets the tensor's index, or -1.
  *
  * Returns: the tensor's index, or -1
  */
@@ -766,6 +791,8 @@ tensor_at (SmeltGgufFile *self,
  * @self: a file
  * @index: a tensor index
  *
+ * Gets the tensor's name.
+ *
  * Returns: the tensor's name
  */
 const char *
@@ -781,6 +808,8 @@ smelt_gguf_file_get_tensor_name (SmeltGgufFile *self,
  * smelt_gguf_file_get_tensor_type:
  * @self: a file
  * @index: a tensor index
+ *
+ * Gets the tensor's ggml type.
  *
  * Returns: the tensor's ggml type
  */
@@ -799,6 +828,9 @@ smelt_gguf_file_get_tensor_type (SmeltGgufFile *self,
  * @index: a tensor index
  * @ne: (out caller-allocates) (array fixed-size=4): the shape in ggml
  *   order, padded with 1
+ *
+ * Gets a tensor's shape, in ggml's order (the fastest-varying dimension
+ * first).
  *
  * Returns: the number of dimensions stored in the file
  */
@@ -820,6 +852,8 @@ smelt_gguf_file_get_tensor_shape (SmeltGgufFile *self,
  * @self: a file
  * @index: a tensor index
  *
+ * Gets where the tensor's data starts, from the start of the file.
+ *
  * Returns: where the tensor's data starts, from the start of the file
  */
 guint64
@@ -836,6 +870,8 @@ smelt_gguf_file_get_tensor_offset (SmeltGgufFile *self,
  * @self: a file
  * @index: a tensor index
  *
+ * Gets the tensor's size in bytes.
+ *
  * Returns: the tensor's size in bytes
  */
 guint64
@@ -851,6 +887,8 @@ smelt_gguf_file_get_tensor_size (SmeltGgufFile *self,
  * smelt_gguf_file_get_tensor_data:
  * @self: a file
  * @index: a tensor index
+ *
+ * Gets the tensor's bytes, without copying.
  *
  * Returns: (transfer full): the tensor's bytes, without copying
  */

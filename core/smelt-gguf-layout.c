@@ -98,6 +98,8 @@ smelt_gguf_layout_init (SmeltGgufLayout *self)
 /**
  * smelt_gguf_layout_new:
  *
+ * Creates an empty layout, to which metadata and tensors are added.
+ *
  * Returns: (transfer full): an empty layout
  */
 SmeltGgufLayout *
@@ -109,6 +111,8 @@ smelt_gguf_layout_new (void)
 /**
  * smelt_gguf_layout_copy:
  * @self: a layout
+ *
+ * Copies @self, metadata and tensors, into an independent layout.
  *
  * Returns: (transfer full): an independent copy of @self, metadata and
  *   tensors
@@ -551,6 +555,8 @@ smelt_gguf_layout_remove (SmeltGgufLayout *self,
  * @self: a layout
  * @key: the key
  *
+ * Tells whether @key is set.
+ *
  * Returns: whether @key is set
  */
 gboolean
@@ -566,6 +572,8 @@ smelt_gguf_layout_has_key (SmeltGgufLayout *self,
  * smelt_gguf_layout_get_n_kv:
  * @self: a layout
  *
+ * Gets the number of keys.
+ *
  * Returns: the number of keys
  */
 guint
@@ -580,6 +588,8 @@ smelt_gguf_layout_get_n_kv (SmeltGgufLayout *self)
  * smelt_gguf_layout_get_key:
  * @self: a layout
  * @index: a key index, in file order
+ *
+ * Gets the key at @index.
  *
  * Returns: the key at @index
  */
@@ -691,6 +701,8 @@ smelt_gguf_layout_add_tensor (SmeltGgufLayout *self,
  * smelt_gguf_layout_get_n_tensors:
  * @self: a layout
  *
+ * Gets the number of tensors.
+ *
  * Returns: the number of tensors
  */
 guint
@@ -716,6 +728,8 @@ tensor_at (SmeltGgufLayout *self,
  * @self: a layout
  * @index: a tensor index, in data order
  *
+ * Gets the tensor's name.
+ *
  * Returns: the tensor's name
  */
 const char *
@@ -731,6 +745,8 @@ smelt_gguf_layout_get_tensor_name (SmeltGgufLayout *self,
  * smelt_gguf_layout_get_tensor_size:
  * @self: a layout
  * @index: a tensor index, in data order
+ *
+ * Gets the tensor's size in bytes, without padding.
  *
  * Returns: the tensor's size in bytes, without padding
  */
@@ -767,6 +783,8 @@ header_size (SmeltGgufLayout *self)
  * smelt_gguf_layout_get_tensor_offset:
  * @self: a layout
  * @index: a tensor index, in data order
+ *
+ * Gets where the tensor's data starts, from the start of the file.
  *
  * Returns: where the tensor's data starts, from the start of the file
  */
@@ -829,6 +847,9 @@ smelt_gguf_layout_get_header (SmeltGgufLayout *self)
 /**
  * smelt_gguf_layout_get_file_size:
  * @self: a layout
+ *
+ * Gets the size of the whole file: header, then every tensor padded to
+ * %SMELT_GGUF_ALIGNMENT bytes (the last one too).
  *
  * Returns: the size of the whole file: header, then every tensor padded
  *   to %SMELT_GGUF_ALIGNMENT bytes (the last one too)

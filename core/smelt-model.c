@@ -845,6 +845,8 @@ smelt_model_new_for_path (const char  *path,
  * smelt_model_get_path:
  * @self: a #SmeltModel
  *
+ * Gets the absolute path of the model directory.
+ *
  * Returns: (type filename): the absolute path of the model directory
  */
 const char *
@@ -857,6 +859,8 @@ smelt_model_get_path (SmeltModel *self)
 /**
  * smelt_model_get_config:
  * @self: a #SmeltModel
+ *
+ * Gets the parsed config.json.
  *
  * Returns: (transfer none): the parsed config.json
  */
@@ -871,6 +875,8 @@ smelt_model_get_config (SmeltModel *self)
  * smelt_model_get_generation_config:
  * @self: a #SmeltModel
  *
+ * Gets the parsed generation_config.json.
+ *
  * Returns: (transfer none) (nullable): the parsed generation_config.json
  */
 JsonObject *
@@ -883,6 +889,9 @@ smelt_model_get_generation_config (SmeltModel *self)
 /**
  * smelt_model_get_architecture:
  * @self: a #SmeltModel
+ *
+ * Gets the first entry of config.json's "architectures", or a GGUF model's
+ * `general.architecture` ("llama", …).
  *
  * Returns: (nullable): the first entry of config.json's "architectures",
  *   or a GGUF model's `general.architecture` ("llama", …)
@@ -911,6 +920,8 @@ smelt_model_get_architecture (SmeltModel *self)
  * smelt_model_get_n_tensors:
  * @self: a #SmeltModel
  *
+ * Gets the number of stored tensors.
+ *
  * Returns: the number of stored tensors
  */
 guint
@@ -924,6 +935,8 @@ smelt_model_get_n_tensors (SmeltModel *self)
  * smelt_model_get_tensor:
  * @self: a #SmeltModel
  * @index: position in natural name order
+ *
+ * Gets the tensor.
  *
  * Returns: (transfer none): the tensor
  */
@@ -941,6 +954,8 @@ smelt_model_get_tensor (SmeltModel *self,
  * @self: a #SmeltModel
  * @name: a tensor name
  *
+ * Gets the tensor, or %NULL.
+ *
  * Returns: (transfer none) (nullable): the tensor, or %NULL
  */
 SmeltTensor *
@@ -954,6 +969,8 @@ smelt_model_lookup_tensor (SmeltModel *self,
 /**
  * smelt_model_get_n_parameters:
  * @self: a #SmeltModel
+ *
+ * Gets the number of elements over all tensors.
  *
  * Returns: the number of elements over all tensors
  */
@@ -990,6 +1007,9 @@ stored_bytes (SmeltTensor *t)
  * smelt_model_get_n_bytes:
  * @self: a #SmeltModel
  *
+ * Gets the bytes of tensor data over all shards (for a 4-bit weight, the
+ * bytes of its stored pieces).
+ *
  * Returns: the bytes of tensor data over all shards (for a 4-bit weight,
  *   the bytes of its stored pieces)
  */
@@ -1008,6 +1028,8 @@ smelt_model_get_n_bytes (SmeltModel *self)
  * smelt_model_get_n_shards:
  * @self: a #SmeltModel
  *
+ * Gets the number of safetensors files.
+ *
  * Returns: the number of safetensors files
  */
 guint
@@ -1020,6 +1042,10 @@ smelt_model_get_n_shards (SmeltModel *self)
 /**
  * smelt_model_get_dtype:
  * @self: a #SmeltModel
+ *
+ * Gets the dtype the model was saved in: config's torch_dtype (or dtype);
+ * else, for a bitsandbytes 4-bit model, the 16-bit dtype its quant states
+ * dequantize to; else the float type holding most bytes.
  *
  * Returns: the dtype the model was saved in: config's torch_dtype (or
  *   dtype); else, for a bitsandbytes 4-bit model, the 16-bit dtype its
@@ -1036,6 +1062,8 @@ smelt_model_get_dtype (SmeltModel *self)
  * smelt_model_get_tokenizer_files:
  * @self: a #SmeltModel
  *
+ * Gets names of the tokenizer files present in the model directory.
+ *
  * Returns: (transfer none) (array zero-terminated=1): names of the
  *   tokenizer files present in the model directory
  */
@@ -1049,6 +1077,8 @@ smelt_model_get_tokenizer_files (SmeltModel *self)
 /**
  * smelt_model_get_gguf:
  * @self: a #SmeltModel
+ *
+ * Gets the GGUF file of a model opened from one, else %NULL.
  *
  * Returns: (transfer none) (nullable): the GGUF file of a model opened from
  *   one, else %NULL

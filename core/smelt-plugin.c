@@ -482,6 +482,8 @@ smelt_plugin_register_destination (SmeltPlugin  *self,
  * smelt_plugin_get_name:
  * @self: a #SmeltPlugin
  *
+ * Gets the plugin name.
+ *
  * Returns: the plugin name
  */
 const char *
@@ -494,6 +496,8 @@ smelt_plugin_get_name (SmeltPlugin *self)
 /**
  * smelt_plugin_get_description:
  * @self: a #SmeltPlugin
+ *
+ * Gets the description.
  *
  * Returns: (nullable): the description
  */
@@ -508,6 +512,8 @@ smelt_plugin_get_description (SmeltPlugin *self)
  * smelt_plugin_get_version:
  * @self: a #SmeltPlugin
  *
+ * Gets the version.
+ *
  * Returns: (nullable): the version
  */
 const char *
@@ -520,6 +526,8 @@ smelt_plugin_get_version (SmeltPlugin *self)
 /**
  * smelt_plugin_get_license:
  * @self: a #SmeltPlugin
+ *
+ * Gets the license.
  *
  * Returns: (nullable): the license
  */
@@ -534,6 +542,8 @@ smelt_plugin_get_license (SmeltPlugin *self)
  * smelt_plugin_get_filename:
  * @self: a #SmeltPlugin
  *
+ * Gets the .plugin file.
+ *
  * Returns: (type filename): the .plugin file
  */
 const char *
@@ -546,6 +556,8 @@ smelt_plugin_get_filename (SmeltPlugin *self)
 /**
  * smelt_plugin_get_state:
  * @self: a #SmeltPlugin
+ *
+ * Gets the state.
  *
  * Returns: the state
  */
@@ -560,6 +572,8 @@ smelt_plugin_get_state (SmeltPlugin *self)
  * smelt_plugin_get_error:
  * @self: a #SmeltPlugin
  *
+ * Gets why the plugin failed to load.
+ *
  * Returns: (transfer none) (nullable): why the plugin failed to load
  */
 const GError *
@@ -572,6 +586,8 @@ smelt_plugin_get_error (SmeltPlugin *self)
 /**
  * smelt_plugin_list_features:
  * @self: a #SmeltPlugin
+ *
+ * Gets feature names, in the order the .plugin file declares them.
  *
  * Returns: (transfer full) (array zero-terminated=1): feature names, in the
  *   order the .plugin file declares them
@@ -594,6 +610,9 @@ smelt_plugin_list_features (SmeltPlugin *self)
  * @feature: a feature name
  * @kind: (out): the kind
  *
+ * Looks up whether @feature is a format or a destination, from the
+ * .plugin file (the module need not be loaded).
+ *
  * Returns: %TRUE if the plugin declares @feature
  */
 gboolean
@@ -615,6 +634,8 @@ smelt_plugin_get_feature_kind (SmeltPlugin      *self,
  * @self: a #SmeltPlugin
  * @feature: a feature name
  *
+ * Gets the feature's description from the .plugin file.
+ *
  * Returns: (nullable): the feature's description from the .plugin file
  */
 const char *
@@ -632,6 +653,9 @@ smelt_plugin_get_feature_description (SmeltPlugin *self,
  * smelt_plugin_get_feature_type:
  * @self: a loaded #SmeltPlugin
  * @feature: a feature name
+ *
+ * Gets the feature's #GType, or %G_TYPE_INVALID if the plugin is not loaded
+ * or has no such feature.
  *
  * Returns: the feature's #GType, or %G_TYPE_INVALID if the plugin is not
  *   loaded or has no such feature

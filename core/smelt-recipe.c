@@ -279,6 +279,8 @@ smelt_recipe_new_from_data (const char  *data,
  * smelt_recipe_get_filename:
  * @self: a #SmeltRecipe
  *
+ * Gets the file the recipe came from.
+ *
  * Returns: (type filename) (nullable): the file the recipe came from
  */
 const char *
@@ -291,6 +293,8 @@ smelt_recipe_get_filename (SmeltRecipe *self)
 /**
  * smelt_recipe_get_base_dir:
  * @self: a #SmeltRecipe
+ *
+ * Gets the folder relative paths resolve against.
  *
  * Returns: (type filename): the folder relative paths resolve against
  */
@@ -305,6 +309,9 @@ smelt_recipe_get_base_dir (SmeltRecipe *self)
  * smelt_recipe_resolve_path:
  * @self: a #SmeltRecipe
  * @path: (type filename): a path from the recipe
+ *
+ * Gets @path made absolute against the recipe's folder (`~/` expands to the
+ * home directory).
  *
  * Returns: (transfer full) (type filename): @path made absolute against
  *   the recipe's folder (`~/` expands to the home directory)
@@ -322,6 +329,8 @@ smelt_recipe_resolve_path (SmeltRecipe *self,
 /**
  * smelt_recipe_get_name:
  * @self: a #SmeltRecipe
+ *
+ * Gets [Recipe] Name, else the file's stem, else "smelt".
  *
  * Returns: (transfer full): [Recipe] Name, else the file's stem, else "smelt"
  */
@@ -381,6 +390,8 @@ smelt_recipe_set_model (SmeltRecipe *self,
  * smelt_recipe_get_model:
  * @self: a #SmeltRecipe
  *
+ * Gets the absolute base model directory.
+ *
  * Returns: (transfer full) (type filename) (nullable): the absolute base
  *   model directory
  */
@@ -431,6 +442,8 @@ smelt_recipe_add_adapter (SmeltRecipe *self,
 /**
  * smelt_recipe_get_adapters:
  * @self: a #SmeltRecipe
+ *
+ * Gets absolute adapter directories, in merge order.
  *
  * Returns: (transfer full) (array zero-terminated=1): absolute adapter
  *   directories, in merge order
@@ -573,6 +586,8 @@ list_named (SmeltRecipe *self,
  * smelt_recipe_list_exports:
  * @self: a #SmeltRecipe
  *
+ * Gets export names, in recipe order.
+ *
  * Returns: (transfer full) (array zero-terminated=1): export names, in
  *   recipe order
  */
@@ -587,6 +602,8 @@ smelt_recipe_list_exports (SmeltRecipe *self)
  * smelt_recipe_list_destinations:
  * @self: a #SmeltRecipe
  *
+ * Gets destination names.
+ *
  * Returns: (transfer full) (array zero-terminated=1): destination names
  */
 char **
@@ -600,6 +617,8 @@ smelt_recipe_list_destinations (SmeltRecipe *self)
  * smelt_recipe_get_export_format:
  * @self: a #SmeltRecipe
  * @name: an export name
+ *
+ * Gets the export's Format.
  *
  * Returns: (transfer full) (nullable): the export's Format
  */
@@ -617,6 +636,9 @@ smelt_recipe_get_export_format (SmeltRecipe *self,
  * smelt_recipe_get_export_destination:
  * @self: a #SmeltRecipe
  * @name: an export name
+ *
+ * Gets the export's Destination, or the only destination of the recipe when
+ * the export names none.
  *
  * Returns: (transfer full) (nullable): the export's Destination, or the
  *   only destination of the recipe when the export names none
@@ -740,6 +762,8 @@ bad:
  * smelt_recipe_to_data:
  * @self: a #SmeltRecipe
  * @length: (out) (optional): length of the result
+ *
+ * Gets the recipe as key-file text.
  *
  * Returns: (transfer full): the recipe as key-file text
  */

@@ -219,6 +219,8 @@ smelt_registry_get_default (void)
  * smelt_registry_get_paths:
  * @self: a #SmeltRegistry
  *
+ * Gets the searched directories, in order.
+ *
  * Returns: (transfer full) (array zero-terminated=1): the searched
  *   directories, in order
  */
@@ -233,6 +235,8 @@ smelt_registry_get_paths (SmeltRegistry *self)
  * smelt_registry_lookup_plugin:
  * @self: a #SmeltRegistry
  * @name: a plugin name
+ *
+ * Gets the plugin.
  *
  * Returns: (transfer none) (nullable): the plugin
  */
@@ -282,6 +286,8 @@ smelt_registry_lookup_feature (SmeltRegistry    *self,
  * smelt_registry_list_features:
  * @self: a #SmeltRegistry
  * @kind: the kind of feature
+ *
+ * Gets every feature of that kind, sorted.
  *
  * Returns: (transfer full) (array zero-terminated=1): every feature of
  *   that kind, sorted

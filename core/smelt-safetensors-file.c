@@ -1037,6 +1037,8 @@ smelt_safetensors_file_new (const char  *path,
  * smelt_safetensors_file_get_path:
  * @self: a #SmeltSafetensorsFile
  *
+ * Gets the path the file was opened with.
+ *
  * Returns: (type filename) (transfer none): the path the file was opened with
  */
 const char *
@@ -1049,6 +1051,8 @@ smelt_safetensors_file_get_path (SmeltSafetensorsFile *self)
 /**
  * smelt_safetensors_file_get_n_tensors:
  * @self: a #SmeltSafetensorsFile
+ *
+ * Gets the number of tensors in the file.
  *
  * Returns: the number of tensors in the file
  */
@@ -1083,6 +1087,8 @@ smelt_safetensors_file_get_tensor (SmeltSafetensorsFile *self,
  * @self: a #SmeltSafetensorsFile
  * @name: a tensor name
  *
+ * Gets the tensor called @name, or %NULL.
+ *
  * Returns: (transfer none) (nullable): the tensor called @name, or %NULL
  */
 SmeltTensor *
@@ -1099,6 +1105,8 @@ smelt_safetensors_file_lookup (SmeltSafetensorsFile *self,
  * @self: a #SmeltSafetensorsFile
  * @key: a `__metadata__` key, such as "format"
  *
+ * Gets the value of @key, or %NULL.
+ *
  * Returns: (transfer none) (nullable): the value of @key, or %NULL
  */
 const char *
@@ -1113,6 +1121,9 @@ smelt_safetensors_file_get_metadata (SmeltSafetensorsFile *self,
 /**
  * smelt_safetensors_file_list_metadata:
  * @self: a #SmeltSafetensorsFile
+ *
+ * Gets the `__metadata__` keys, sorted byte-wise; empty if the file has
+ * none.
  *
  * Returns: (transfer full) (array zero-terminated=1): the `__metadata__`
  *   keys, sorted byte-wise; empty if the file has none
@@ -1138,6 +1149,9 @@ smelt_safetensors_file_list_metadata (SmeltSafetensorsFile *self)
 /**
  * smelt_safetensors_file_get_header_size:
  * @self: a #SmeltSafetensorsFile
+ *
+ * Gets the size of the file's prefix before the data section: the 8-byte
+ * length plus the header JSON and its padding.
  *
  * Returns: the size of the file's prefix before the data section: the
  *   8-byte length plus the header JSON and its padding

@@ -408,6 +408,8 @@ smelt_safetensors_layout_sort (SmeltSafetensorsLayout *self)
  * smelt_safetensors_layout_get_n_tensors:
  * @self: a #SmeltSafetensorsLayout
  *
+ * Gets the number of tensors in the layout.
+ *
  * Returns: the number of tensors in the layout
  */
 guint
@@ -421,6 +423,8 @@ smelt_safetensors_layout_get_n_tensors (SmeltSafetensorsLayout *self)
  * smelt_safetensors_layout_get_tensor_name:
  * @self: a #SmeltSafetensorsLayout
  * @index: a position in layout order
+ *
+ * Gets the name of the tensor whose data comes @index-th in the file.
  *
  * Returns: (transfer none): the name of the tensor whose data comes
  *   @index-th in the file
@@ -441,6 +445,8 @@ smelt_safetensors_layout_get_tensor_name (SmeltSafetensorsLayout *self,
  * @begin: (out) (optional): where the tensor's data begins, relative to the
  *   start of the data section
  * @end: (out) (optional): where it ends (exclusive)
+ *
+ * Finds where a tensor's bytes lie in the data section.
  *
  * Returns: %TRUE if @name is in the layout
  */
@@ -633,6 +639,8 @@ smelt_safetensors_layout_get_header_sized (SmeltSafetensorsLayout *self,
  * smelt_safetensors_layout_get_data_size:
  * @self: a #SmeltSafetensorsLayout
  *
+ * Gets the size of the data section: the sum of the tensors' sizes.
+ *
  * Returns: the size of the data section: the sum of the tensors' sizes
  */
 guint64
@@ -645,6 +653,8 @@ smelt_safetensors_layout_get_data_size (SmeltSafetensorsLayout *self)
 /**
  * smelt_safetensors_layout_get_file_size:
  * @self: a #SmeltSafetensorsLayout
+ *
+ * Gets the size of the whole file: header and data.
  *
  * Returns: the size of the whole file: header and data
  */

@@ -93,6 +93,9 @@ smelt_shard_set_init (SmeltShardSet *self)
  * smelt_shard_set_new:
  * @max_shard_size: the largest shard in bytes (of tensor data)
  *
+ * Creates a set of safetensors shards, to be planned tensor by tensor;
+ * a shard closes before it would exceed @max_shard_size.
+ *
  * Returns: (transfer full): a set with no shard yet
  */
 SmeltShardSet *
@@ -204,6 +207,8 @@ smelt_shard_set_close_plan (SmeltShardSet *self)
  * smelt_shard_set_get_n_shards:
  * @self: a set
  *
+ * Gets the number of shards.
+ *
  * Returns: the number of shards
  */
 guint
@@ -217,6 +222,8 @@ smelt_shard_set_get_n_shards (SmeltShardSet *self)
  * smelt_shard_set_get_file_name:
  * @self: a set
  * @shard: a shard index
+ *
+ * Gets the shard's file name, once the plan is closed.
  *
  * Returns: (nullable): the shard's file name, once the plan is closed
  */
@@ -234,6 +241,8 @@ smelt_shard_set_get_file_name (SmeltShardSet *self,
  * @self: a set
  * @shard: a shard index
  *
+ * Gets the shard's layout.
+ *
  * Returns: (transfer none): the shard's layout
  */
 SmeltSafetensorsLayout *
@@ -249,6 +258,8 @@ smelt_shard_set_get_layout (SmeltShardSet *self,
  * smelt_shard_set_lookup:
  * @self: a set
  * @name: a tensor name
+ *
+ * Gets the shard holding @name, or -1.
  *
  * Returns: the shard holding @name, or -1
  */

@@ -874,6 +874,8 @@ smelt_source_new (SmeltModel    *model,
  * smelt_source_get_model:
  * @self: a #SmeltSource
  *
+ * Gets the base model.
+ *
  * Returns: (transfer none): the base model
  */
 SmeltModel *
@@ -886,6 +888,8 @@ smelt_source_get_model (SmeltSource *self)
 /**
  * smelt_source_get_n_adapters:
  * @self: a #SmeltSource
+ *
+ * Gets the number of adapters merged.
  *
  * Returns: the number of adapters merged
  */
@@ -900,6 +904,8 @@ smelt_source_get_n_adapters (SmeltSource *self)
  * smelt_source_get_adapter:
  * @self: a #SmeltSource
  * @index: adapter index
+ *
+ * Gets the adapter.
  *
  * Returns: (transfer none): the adapter
  */
@@ -917,6 +923,8 @@ smelt_source_get_adapter (SmeltSource *self,
  * @self: a #SmeltSource
  * @index: adapter index
  *
+ * Gets the weight the adapter is merged with.
+ *
  * Returns: the weight the adapter is merged with
  */
 double
@@ -932,6 +940,8 @@ smelt_source_get_adapter_weight (SmeltSource *self,
  * smelt_source_get_n_tensors:
  * @self: a #SmeltSource
  *
+ * Gets the number of output tensors.
+ *
  * Returns: the number of output tensors
  */
 guint
@@ -945,6 +955,8 @@ smelt_source_get_n_tensors (SmeltSource *self)
  * smelt_source_get_tensor:
  * @self: a #SmeltSource
  * @index: position in output order
+ *
+ * Gets the tensor.
  *
  * Returns: (transfer none): the tensor
  */
@@ -961,6 +973,8 @@ smelt_source_get_tensor (SmeltSource *self,
  * smelt_source_lookup_tensor:
  * @self: a #SmeltSource
  * @name: a tensor name
+ *
+ * Gets the output tensor of that name.
  *
  * Returns: (transfer none) (nullable): the output tensor of that name
  */
@@ -992,6 +1006,8 @@ smelt_source_get_config (SmeltSource *self)
  * smelt_source_get_n_merged:
  * @self: a #SmeltSource
  *
+ * Gets how many output tensors differ from the base's.
+ *
  * Returns: how many output tensors differ from the base's
  */
 guint
@@ -1004,6 +1020,8 @@ smelt_source_get_n_merged (SmeltSource *self)
 /**
  * smelt_source_get_n_bytes:
  * @self: a #SmeltSource
+ *
+ * Gets the bytes of all output tensors in their natural dtypes.
  *
  * Returns: the bytes of all output tensors in their natural dtypes
  */
@@ -1071,6 +1089,8 @@ smelt_source_get_tokenizer_files (SmeltSource *self)
  * smelt_source_get_tokenizer_path:
  * @self: a #SmeltSource
  * @name: a name from smelt_source_get_tokenizer_files()
+ *
+ * Gets where that file is read from.
  *
  * Returns: (type filename) (nullable): where that file is read from
  */

@@ -26,6 +26,8 @@ smelt_tensor_default_init (SmeltTensorInterface *iface)
  * smelt_tensor_get_name:
  * @self: a #SmeltTensor
  *
+ * Gets the tensor's name in the model it belongs to.
+ *
  * Returns: the tensor's name in the model it belongs to
  */
 const char *
@@ -38,6 +40,8 @@ smelt_tensor_get_name (SmeltTensor *self)
 /**
  * smelt_tensor_get_dtype:
  * @self: a #SmeltTensor
+ *
+ * Gets the element type of the tensor's natural representation.
  *
  * Returns: the element type of the tensor's natural representation
  */
@@ -147,6 +151,9 @@ smelt_tensor_read_rows (SmeltTensor *self,
  * smelt_tensor_is_modified:
  * @self: a #SmeltTensor
  *
+ * Tells whether an adapter changes this tensor; an unmodified tensor's
+ * stored bytes can be copied as they are.
+ *
  * Returns: %TRUE if the tensor's values differ from the base model's
  */
 gboolean
@@ -204,6 +211,8 @@ smelt_tensor_release_rows (SmeltTensor *self,
  * smelt_tensor_get_n_rows:
  * @self: a #SmeltTensor
  *
+ * Gets the size of the first dimension, or 1 for 0-D and 1-D tensors.
+ *
  * Returns: the size of the first dimension, or 1 for 0-D and 1-D tensors
  */
 guint64
@@ -218,6 +227,8 @@ smelt_tensor_get_n_rows (SmeltTensor *self)
 /**
  * smelt_tensor_get_row_length:
  * @self: a #SmeltTensor
+ *
+ * Gets the number of elements in one row.
  *
  * Returns: the number of elements in one row
  */
@@ -237,6 +248,8 @@ smelt_tensor_get_row_length (SmeltTensor *self)
  * smelt_tensor_get_n_elements:
  * @self: a #SmeltTensor
  *
+ * Gets the number of elements.
+ *
  * Returns: the number of elements
  */
 guint64
@@ -254,6 +267,8 @@ smelt_tensor_get_n_elements (SmeltTensor *self)
 /**
  * smelt_tensor_get_n_bytes:
  * @self: a #SmeltTensor
+ *
+ * Gets the size of the natural representation in bytes.
  *
  * Returns: the size of the natural representation in bytes
  */

@@ -9,6 +9,8 @@
 /**
  * smelt_get_major_version:
  *
+ * Gets the major version of the running libsmelt.
+ *
  * Returns: the major version of the running libsmelt
  */
 guint
@@ -20,6 +22,8 @@ smelt_get_major_version (void)
 /**
  * smelt_get_minor_version:
  *
+ * Gets the minor version of the running libsmelt.
+ *
  * Returns: the minor version of the running libsmelt
  */
 guint
@@ -30,6 +34,8 @@ smelt_get_minor_version (void)
 
 /**
  * smelt_get_micro_version:
+ *
+ * Gets the micro version of the running libsmelt.
  *
  * Returns: the micro version of the running libsmelt
  */
