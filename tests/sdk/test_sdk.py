@@ -144,6 +144,11 @@ class Sdk:
         src = os.path.dirname(os.path.dirname(os.path.abspath(self.a.example)))
         assert not any(os.path.abspath(i).startswith(src) for i in inc), \
             "the cflags point into the source tree: " + cflags
+        share = os.path.join(self.prefix, "share")
+        for f in ("man/man1/smelt.1", "bash-completion/completions/smelt",
+                  "mime/packages/smelt.xml", "doc/smelt/writing-plugins.md",
+                  "doc/smelt/examples/checksums/smelt-checksums.c"):
+            assert os.path.exists(os.path.join(share, f)), "%s not installed" % f
         plugindir = self.pkg_config("--variable=plugindir", "smelt-plugin-1")
         assert os.path.isdir(plugindir) and plugindir.startswith(self.stage), plugindir
         assert os.path.exists(os.path.join(plugindir, "localfs.plugin")), plugindir
