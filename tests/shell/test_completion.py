@@ -174,6 +174,20 @@ class Cases:
         got = set(complete(self.a, "smelt run %s --set Source.Ad" % self.recipe))
         assert got == {"Source.Adapters=", "Source.AdapterWeights="}, got
 
+    def test_set_choice_values(self):
+        with open(self.recipe) as f:
+            m = re.search(r"^\[Export (\S+)\]\nFormat=merged16", f.read(), re.M)
+        export = m.group(1)
+        info = smelt_json(self.a, "plugins", "merged16", "--json")
+        dtype = [o for o in info["features"][0]["options"] if o["key"] == "DType"][0]
+        want = {"%s.DType=%s" % (export, v) for v in dtype["type"].split("|")}
+        line = "smelt run %s --set %s.DType=" % (self.recipe, export)
+        # bash's current word is "=": the values come bare
+        got = set(complete(self.a, line))
+        assert {"%s.DType=%s" % (export, g) for g in got} == want, got
+        got = set(complete(self.a, line + "b"))
+        assert got == {v.split("=")[1] for v in want if v.split("=")[1].startswith("b")}, got
+
     def test_export_set(self):
         got = set(complete(self.a, "smelt export --format merged16 --set "))
         assert got == {k + "=" for k in self.keys("merged16")}, got
