@@ -39,14 +39,7 @@ print("cmdline", info.get_commandline() if info else "")
 """
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
+from gi_check import check, fail  # noqa: E402,F401
 
 
 def main():

@@ -36,42 +36,12 @@ gi.require_version("GIRepository", "2.0")
 gi.require_version("Smelt", "1")
 from gi.repository import GIRepository, GLib, GObject, Gio, Smelt  # noqa: E402
 
+from gi_check import check, fail, read_safetensors_header  # noqa: E402,F401
+
 MAIN_THREAD = threading.get_ident()
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
 # ---- independent readers ----
-
-def read_safetensors_header(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    size = os.path.getsize(path)
-    data_len = size - 8 - n
-    ends = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        check(0 <= begin <= end <= data_len, f"{path}: {name} outside the data")
-        elems = 1
-        for d in info["shape"]:
-            elems *= d
-        width = {"F32": 4, "F16": 2, "BF16": 2}[info["dtype"]]
-        check(end - begin == elems * width, f"{path}: {name} has {end - begin} bytes for shape {info['shape']}")
-        ends.append(end)
-    check(max(ends, default=0) == data_len, f"{path}: data size {data_len} is not what the header covers")
-    return {k: v for k, v in header.items() if k != "__metadata__"}
-
 
 def check_gguf(path):
     with open(path, "rb") as f:

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -25,33 +24,7 @@ import gi
 gi.require_version("GdkPixbuf", "2.0")
 from gi.repository import GdkPixbuf  # noqa: E402
 
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def safetensors_header(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    data_len = os.path.getsize(path) - 8 - n
-    header.pop("__metadata__", None)
-    end = 0
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        elems = 1
-        for d in info["shape"]:
-            elems *= d
-        check(e - b == elems * {"F32": 4, "F16": 2, "BF16": 2}[info["dtype"]], f"{path}: {name} size")
-        end = max(end, e)
-    check(end == data_len, f"{path}: {data_len} data bytes, header covers {end}")
-    return header
+from gi_check import check, fail, read_safetensors_header  # noqa: E402
 
 
 def start_xvfb():
@@ -104,8 +77,8 @@ def main():
     files = sorted(os.listdir(lora))
     print("lora-out:", files)
     check(not [f for f in files if f.endswith(".partial")], f"partial files: {files}")
-    written = safetensors_header(os.path.join(lora, "adapter_model.safetensors"))
-    source = safetensors_header(os.path.join(args.demo, "adapter", "adapter_model.safetensors"))
+    written = read_safetensors_header(os.path.join(lora, "adapter_model.safetensors"))
+    source = read_safetensors_header(os.path.join(args.demo, "adapter", "adapter_model.safetensors"))
     check(set(written) == set(source), f"tensors differ: {sorted(set(written) ^ set(source))}")
     for name in source:
         check(written[name]["shape"] == source[name]["shape"], f"{name}: shape")
