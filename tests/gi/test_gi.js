@@ -5,17 +5,18 @@
 // feature's properties against `smelt plugins NAME --json`, a recipe built
 // in code run with run_async() on a GLib main loop (progress on the main
 // thread, a fraction that never decreases and ends at 1.0, complete
-// files), and a run cancelled from its first progress handler in stage
-// "exporting" (G_IO_ERROR_CANCELLED, promptly, no file left behind).
+// files), and a run on a 125 MB model (made by tests/gen/gen_tiny_model.py)
+// cancelled from the first progress handler that sees it midway
+// (G_IO_ERROR_CANCELLED, promptly, no file left behind).
 //
-//   gjs test_gi.js SMELT_TOOL DEMO_DIR WORKDIR TYPELIB_DIR
+//   gjs test_gi.js SMELT_TOOL DEMO_DIR WORKDIR TYPELIB_DIR GENERATOR
 
 imports.gi.versions.Smelt = '1';
 imports.gi.versions.GIRepository = '2.0';
 const {GIRepository, GLib, Gio, GObject, Smelt} = imports.gi;
 const System = imports.system;
 
-const [smeltTool, demo, workdir, typelibDir] = ARGV;
+const [smeltTool, demo, workdir, typelibDir, generator] = ARGV;
 
 function fail(msg) {
     printerr(`FAIL: ${msg}`);
@@ -126,11 +127,11 @@ function checkPlugins(registry) {
     check(nProps > 0, 'no plugin has a property');
 }
 
-function makeRecipe(dest) {
+function makeRecipe(dest, from = demo) {
     const recipe = Smelt.Recipe.new();
     recipe.set_name('gi-gjs');
-    recipe.set_model(GLib.build_filenamev([demo, 'model']));
-    recipe.add_adapter(GLib.build_filenamev([demo, 'adapter']), 1.0);
+    recipe.set_model(GLib.build_filenamev([from, 'model']));
+    recipe.add_adapter(GLib.build_filenamev([from, 'adapter']), 1.0);
     recipe.add_destination('out', 'localfs');
     recipe.set_option('out', 'Path', dest);
     recipe.set_option('out', 'Overwrite', 'true');
@@ -206,31 +207,52 @@ function testExport(registry) {
     check(new TextDecoder().decode(g.subarray(0, 4)) === 'GGUF', `${ggufs[0]} is not GGUF`);
 }
 
+// A 125 MB bf16 model and its adapter: quantizing it to Q4_K_M on one
+// thread takes about a second, so progress reports (every 100 ms) arrive
+// while it is under way.
+function makeMidModel() {
+    const dir = GLib.build_filenamev([workdir, 'mid']);
+    const run = args => {
+        const [, , err, status] = GLib.spawn_sync(null, ['/usr/bin/python3', generator, ...args],
+            null, GLib.SpawnFlags.DEFAULT, null);
+        check(status === 0, `${args[0]}: ${new TextDecoder().decode(err)}`);
+    };
+    run(['model', `${dir}/model`, '--arch', 'llama', '--dtype', 'bf16', '--layers', '4',
+        '--hidden', '1024', '--intermediate', '2816', '--heads', '8', '--kv-heads', '4',
+        '--vocab', '8192', '--seed', '7', '--fill', 'block']);
+    run(['adapter', `${dir}/adapter`, '--base', `${dir}/model`, '--rank', '8', '--seed', '8']);
+    return dir;
+}
+
 function testCancel(registry) {
+    const mid = makeMidModel();
     const dest = GLib.build_filenamev([workdir, 'cancelled']);
-    const job = Smelt.ExportJob.new(makeRecipe(dest), registry);
+    const recipe = makeRecipe(dest, mid);
+    recipe.set_option('gguf', 'Types', 'q4_k_m');
+    recipe.set_option('gguf', 'Report', 'false');
+    const job = Smelt.ExportJob.new(recipe, registry);
+    job.set_n_threads(1);
     const cancellable = new Gio.Cancellable();
-    let at = null, slowed = false;
+    const fractions = [];
+    let at = null, fraction = null;
     const r = runOnLoop(job, cancellable, j => {
         check(onMainThread(), 'progress emitted off the main thread');
-        if (j.stage === 'preparing' && !slowed) {
-            // a busy main thread: the worker runs ahead of what we have seen
-            slowed = true;
-            GLib.usleep(500000);
-        }
-        if (j.stage === 'exporting' && at === null) {
+        fractions.push(j.fraction);
+        if (j.stage === 'exporting' && j.fraction >= 0.25 && j.fraction <= 0.75 && at === null) {
             at = GLib.get_monotonic_time();
+            fraction = j.fraction;
             cancellable.cancel();
         }
     });
-    check(at !== null, 'no progress in stage exporting');
+    check(at !== null, `no progress report midway through exporting: ${fractions}`);
     const ms = (GLib.get_monotonic_time() - at) / 1000;
     check(!r.ok && r.error, 'the cancelled job succeeded');
     check(r.error.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED), `error: ${r.error}`);
-    print(`cancelled; finished ${ms.toFixed(0)} ms later: ${r.error.message}`);
+    print(`cancelled at fraction ${fraction.toFixed(3)}; finished ${ms.toFixed(0)} ms later: ${r.error.message}`);
     check(ms < 5000, `cancellation took ${ms} ms`);
     const left = listFiles(dest);
     check(left.length === 0, `files left behind: ${left}`);
+    GLib.spawn_sync(null, ['rm', '-rf', mid], null, GLib.SpawnFlags.SEARCH_PATH, null);
 }
 
 const typelib = GIRepository.Repository.get_default().get_typelib_path('Smelt');
