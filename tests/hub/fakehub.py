@@ -78,7 +78,7 @@ REPO_TYPES = ("model", "dataset", "space")
 #: request kinds ("endpoints") a fault, a hook or a query can name
 ENDPOINTS = ("whoami", "create", "delete-repo", "validate-yaml", "repo-info", "tree", "refs",
              "commits", "branch", "preupload", "lfs-batch", "verify", "completion", "commit",
-             "resolve", "put", "part-put", "storage-get", "unknown")
+             "resolve", "resolve-cache", "put", "part-put", "storage-get", "unknown")
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -683,7 +683,7 @@ class FakeHub:
     def __init__(self, root=None, users=None, *, host="127.0.0.1", port=0, storage_port=0,
                  control=False, control_port=0, lfs_threshold=LFS_THRESHOLD,
                  multipart_threshold=None, chunk_size=None, verify_action=True,
-                 redirect_lfs=True, url_ttl=900, store_objects=True, hash_uploads=True,
+                 redirect_lfs=True, redirect_regular=False, url_ttl=900, store_objects=True, hash_uploads=True,
                  strict=True, log_file=None, part_key_width=5):
         self._lock = threading.RLock()
         self._own_root = root is None
@@ -706,6 +706,9 @@ class FakeHub:
                                          else max(1, multipart_threshold // 2))
         self.verify_action = verify_action
         self.redirect_lfs = redirect_lfs
+        #: answer resolve for a regular file with a relative 307 to
+        #: /api/resolve-cache/..., as huggingface.co does
+        self.redirect_regular = redirect_regular
         self.url_ttl = url_ttl
         self.store_objects = store_objects
         self.hash_uploads = hash_uploads
@@ -1199,6 +1202,10 @@ class FakeHub:
                 return "validate-yaml", self._h_validate_yaml, {}
             if s == ["api", "complete_multipart"] and method == "POST":
                 return "completion", self._h_completion, {}
+            if n >= 7 and s[1] == "resolve-cache" and s[2] in ("models", "datasets", "spaces") \
+                    and method in ("GET", "HEAD"):
+                return "resolve-cache", self._h_resolve_cache, {
+                    "repo": (s[2][:-1], s[3] + "/" + s[4]), "commit": s[5], "file": "/".join(s[6:])}
             if n >= 4 and s[1] in ("models", "datasets", "spaces"):
                 repo = (s[1][:-1], s[2] + "/" + s[3])
                 rest = s[4:]
@@ -2155,7 +2162,29 @@ class FakeHub:
                     raise _HTTPError(410, "object bytes were not kept (store_objects=False)")
                 return self._ranged(h, obj["file"], e["size"], headers)
             headers["ETag"] = '"%s"' % e["git_oid"]
+            if self.redirect_regular:
+                # a relative reference, resolved against the request's URL
+                headers["Location"] = "/api/resolve-cache/%ss/%s/%s/%s" % (
+                    repo[0], repo[1], oid, urllib.parse.quote(file))
+                return _Resp(307, b"", headers, ctype="text/plain")
             data = e["data"]
+        return self._send_regular(h, data, headers)
+
+    def _h_resolve_cache(self, h, repo, commit, file):
+        """Where resolve redirects for a regular file with
+        redirect_regular: the file at a commit id."""
+        h.drain()
+        r = self._repo_or_error(h, repo)
+        with self._lock:
+            _, oid = self._resolve_rev(r, commit)
+            e = self._tree(r, oid).get(file)
+            if e is None or e["lfs"] or oid != commit:
+                raise _HTTPError(404, "Entry not found", "EntryNotFound",
+                                 headers={"X-Error-Message": "Entry not found"})
+            data = e["data"]
+        return self._send_regular(h, data, {"X-Repo-Commit": oid, "ETag": '"%s"' % e["git_oid"]})
+
+    def _send_regular(self, h, data, headers):
         rng = _parse_range(h.headers.get("Range"), len(data))
         if rng:
             start, length = rng

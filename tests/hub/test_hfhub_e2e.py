@@ -22,6 +22,9 @@ Cases:
                     unchanged
   private           Private=true creates a private repo; an existing public
                     repo with Private=true is refused before any upload
+  card-behind-redirect  the Hub answers resolve for README.md with a
+                    relative 307 (as huggingface.co does): smelt follows it,
+                    recognises its own card and replaces it, keeps a person's
   model-card        ModelCard=FILE is uploaded as it is; a README.md a person
                     wrote on the Hub is not replaced; smelt's own card is
   export-cli        smelt export --to hf://owner/repo@branch --dest-set ...
@@ -263,6 +266,36 @@ def _(ctx, d):
         ctx.run_ok(["run", recipe, "--progress=none"], d, env=env)
         fm, _ = front_matter(hub.download("alice/c3", "README.md"))
         check(fm.get("license") == "apache-2.0", "the second export's card did not replace the first")
+
+
+@case("card-behind-redirect")
+def _(ctx, d):
+    model, adapter = ctx.demo()
+    with Hub(d, users=[ALICE], redirect_regular=True) as hub:
+        env = ctx.hub_env(hub, d)
+        # smelt's own card, read back through the Hub's relative 307, is
+        # recognised and replaced by the next export's
+        recipe = demo_recipe(os.path.join(d, "a.smelt"), model, adapter, None, repo="alice/r1",
+                             exports=[("merged", "merged16", {})])
+        ctx.run_ok(["run", recipe, "--progress=none"], d, env=env)
+        hub.reset_requests()
+        recipe = demo_recipe(os.path.join(d, "b.smelt"), model, adapter, None, repo="alice/r1",
+                             dest_opts={"License": "apache-2.0"}, exports=[("merged", "merged16", {})])
+        ctx.run_ok(["run", recipe, "--progress=none"], d, env=env)
+        hops = [(r["endpoint"], r["status"]) for r in hub.requests()
+                if r["endpoint"] in ("resolve", "resolve-cache") and r["file_path"] == "README.md"]
+        check(hops == [("resolve", 307), ("resolve-cache", 200)],
+              "README.md was not read through the redirect: %r" % hops)
+        fm, _ = front_matter(hub.download("alice/r1", "README.md"))
+        check(fm.get("license") == "apache-2.0", "smelt did not replace its own card behind a redirect")
+        # a card a person wrote stays, also behind the redirect
+        hub.create_repo("alice/r2", token=TOKEN)
+        hub.commit_file("alice/r2", "README.md", b"# hand-written\n", token=TOKEN)
+        recipe = demo_recipe(os.path.join(d, "c.smelt"), model, adapter, None, repo="alice/r2",
+                             exports=[("merged", "merged16", {})])
+        ctx.run_ok(["run", recipe, "--progress=none"], d, env=env)
+        check(hub.download("alice/r2", "README.md") == b"# hand-written\n",
+              "smelt replaced a model card a person wrote")
 
 
 @case("export-cli")
