@@ -689,15 +689,41 @@ smelt_chat_template_new_for_model (SmeltModel  *model,
   g_return_val_if_fail (SMELT_IS_MODEL (model), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  self = g_object_new (SMELT_TYPE_CHAT_TEMPLATE, NULL);
   gguf = smelt_model_get_gguf (model);
   if (gguf != NULL)
-    read_gguf (self, gguf);
-  else if (!read_hf_files (self, model, error))
+    return smelt_chat_template_new_for_gguf (gguf);
+  self = g_object_new (SMELT_TYPE_CHAT_TEMPLATE, NULL);
+  if (!read_hf_files (self, model, error))
     return NULL;
   g_ptr_array_add (self->eos_tokens, NULL);
   detect (self);
   return g_steal_pointer (&self);
+}
+
+/**
+ * smelt_chat_template_new_for_gguf:
+ * @file: a GGUF file, of any tensor types
+ *
+ * Reads the tokenizer.chat_template of a GGUF file and its special tokens
+ * (tokenizer.ggml.bos_token_id and the EOS, EOT and EOM ids, resolved
+ * through tokenizer.ggml.tokens), and recognizes the template's family, as
+ * smelt_chat_template_new_for_model() does for a model opened from a GGUF
+ * file. A GGUF without a chat template gives %SMELT_CHAT_MATCH_NONE.
+ *
+ * Returns: (transfer full): a new #SmeltChatTemplate
+ */
+SmeltChatTemplate *
+smelt_chat_template_new_for_gguf (SmeltGgufFile *file)
+{
+  SmeltChatTemplate *self;
+
+  g_return_val_if_fail (SMELT_IS_GGUF_FILE (file), NULL);
+
+  self = g_object_new (SMELT_TYPE_CHAT_TEMPLATE, NULL);
+  read_gguf (self, file);
+  g_ptr_array_add (self->eos_tokens, NULL);
+  detect (self);
+  return self;
 }
 
 /**

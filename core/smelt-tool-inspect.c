@@ -239,12 +239,12 @@ chat_match_nick (SmeltChatMatch match)
   return v ? v->value_nick : "?";
 }
 
+/* t is NULL when the model's template files could not be read (error) */
 static void
-add_chat_template_json (JsonBuilder *b,
-                        SmeltModel  *model)
+add_chat_template_json (JsonBuilder       *b,
+                        SmeltChatTemplate *t,
+                        const GError      *error)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SmeltChatTemplate) t = smelt_chat_template_new_for_model (model, &error);
   const char * const *stops;
   struct { const char *key, *value; } members[7];
 
@@ -282,10 +282,9 @@ add_chat_template_json (JsonBuilder *b,
 }
 
 static void
-print_chat_template (SmeltModel *model)
+print_chat_template (SmeltChatTemplate *t,
+                     const GError      *error)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(SmeltChatTemplate) t = smelt_chat_template_new_for_model (model, &error);
   g_autofree char *stops = NULL;
 
   if (t == NULL)
@@ -314,6 +313,8 @@ inspect_model (const char *path,
   g_autoptr(GError) error = NULL;
   g_autoptr(SmeltModel) model = smelt_model_new_for_path (path, &error);
   g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(SmeltChatTemplate) chat = NULL;
+  g_autoptr(GError) chat_error = NULL;
   const char * const *tok;
   g_autofree char *size = NULL;
 
@@ -323,6 +324,7 @@ inspect_model (const char *path,
       return SMELT_EXIT_FAILED;
     }
   tok = smelt_model_get_tokenizer_files (model);
+  chat = smelt_chat_template_new_for_model (model, &chat_error);
   if (json)
     {
       json_builder_begin_object (b);
@@ -344,7 +346,7 @@ inspect_model (const char *path,
       for (guint i = 0; tok[i]; i++)
         json_builder_add_string_value (b, tok[i]);
       json_builder_end_array (b);
-      add_chat_template_json (b, model);
+      add_chat_template_json (b, chat, chat_error);
       json_builder_set_member_name (b, "tensors");
       json_builder_begin_array (b);
       for (guint i = 0; i < smelt_model_get_n_tensors (model); i++)
@@ -366,7 +368,7 @@ inspect_model (const char *path,
   for (guint i = 0; tok[i]; i++)
     printf (" %s", tok[i]);
   printf ("%s\n", tok[0] ? "" : " none");
-  print_chat_template (model);
+  print_chat_template (chat, chat_error);
   for (guint i = 0; i < smelt_model_get_n_tensors (model); i++)
     print_tensor (smelt_model_get_tensor (model, i));
   return SMELT_EXIT_OK;
@@ -422,8 +424,9 @@ inspect_adapter (const char *path,
 }
 
 static void
-add_gguf_json (JsonBuilder   *b,
-               SmeltGgufFile *file)
+add_gguf_json (JsonBuilder       *b,
+               SmeltGgufFile     *file,
+               SmeltChatTemplate *chat)
 {
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "kind");
@@ -440,6 +443,7 @@ add_gguf_json (JsonBuilder   *b,
       json_builder_add_value (b, json_gvariant_serialize (v));
     }
   json_builder_end_object (b);
+  add_chat_template_json (b, chat, NULL);
   json_builder_set_member_name (b, "tensors");
   json_builder_begin_array (b);
   for (guint i = 0; i < smelt_gguf_file_get_n_tensors (file); i++)
@@ -484,8 +488,9 @@ gguf_type_summary (SmeltGgufFile *file)
 }
 
 static void
-print_gguf (SmeltGgufFile *file,
-            const char    *path)
+print_gguf (SmeltGgufFile     *file,
+            const char        *path,
+            SmeltChatTemplate *chat)
 {
   g_autofree char *summary = gguf_type_summary (file);
   guint64 total = 0;
@@ -508,6 +513,7 @@ print_gguf (SmeltGgufFile *file,
         }
       printf ("  %-45s %s\n", smelt_gguf_file_get_key (file, i), value);
     }
+  print_chat_template (chat, NULL);
   for (guint i = 0; i < smelt_gguf_file_get_n_tensors (file); i++)
     {
       guint64 ne[4];
@@ -528,21 +534,23 @@ inspect_gguf (const char *path,
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(SmeltGgufFile) file = smelt_gguf_file_new (path, &error);
+  g_autoptr(SmeltChatTemplate) chat = NULL;
 
   if (file == NULL)
     {
       fprintf (stderr, "smelt: error: %s\n", error->message);
       return SMELT_EXIT_FAILED;
     }
+  chat = smelt_chat_template_new_for_gguf (file);
   if (json)
     {
       g_autoptr(JsonBuilder) b = json_builder_new ();
 
-      add_gguf_json (b, file);
+      add_gguf_json (b, file, chat);
       emit_json (b);
     }
   else
-    print_gguf (file, path);
+    print_gguf (file, path, chat);
   return SMELT_EXIT_OK;
 }
 

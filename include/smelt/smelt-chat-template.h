@@ -12,6 +12,7 @@
 #include <glib-object.h>
 #include <smelt/smelt-version.h>
 #include <smelt/smelt-model.h>
+#include <smelt/smelt-gguf.h>
 
 G_BEGIN_DECLS
 
@@ -41,6 +42,8 @@ G_DECLARE_FINAL_TYPE (SmeltChatTemplate, smelt_chat_template, SMELT, CHAT_TEMPLA
 SMELT_AVAILABLE_IN_ALL
 SmeltChatTemplate  *smelt_chat_template_new_for_model       (SmeltModel         *model,
                                                               GError            **error);
+SMELT_AVAILABLE_IN_ALL
+SmeltChatTemplate  *smelt_chat_template_new_for_gguf        (SmeltGgufFile      *file);
 SMELT_AVAILABLE_IN_ALL
 gboolean            smelt_chat_template_set_family          (SmeltChatTemplate  *self,
                                                               const char         *family_id,

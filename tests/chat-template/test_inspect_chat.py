@@ -5,7 +5,10 @@ the model matched, how (exact, fallback, none) and why.
 Usage:
     /usr/bin/python3 tests/chat-template/test_inspect_chat.py --smelt BUILD/core/smelt --workdir DIR
 
-Each case copies data/demo/model and changes its tokenizer_config.json.
+Each model case copies data/demo/model and changes its tokenizer_config.json;
+the gguf cases write a GGUF file here, byte by byte from the GGUF
+specification (no smelt or llama.cpp code), with or without a
+tokenizer.chat_template.
 Prints "ok CASE" or "FAIL CASE: why" per case and "N passed, M failed".
 """
 
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -131,6 +135,56 @@ def case_none(ctx):
     check(js["stop_tokens"] == ["</s>"], js["stop_tokens"])
 
 
+def write_gguf(path, kv):
+    """A GGUF v3 file with the metadata kv ({key: str | int | [str]}) and
+    one 4-element F32 tensor."""
+    def string(v):
+        b = v.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    def value(v):
+        if isinstance(v, str):
+            return struct.pack("<I", 8) + string(v)
+        if isinstance(v, int):
+            return struct.pack("<II", 4, v)                       # UINT32
+        return struct.pack("<IIQ", 9, 8, len(v)) + b"".join(string(x) for x in v)
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kv))
+    for k, v in kv.items():
+        out += string(k) + value(v)
+    out += string("t") + struct.pack("<IQIQ", 1, 4, 0, 0)          # 1-D, 4 elements, F32, offset 0
+    out += b"\0" * (-len(out) % 32) + struct.pack("<4f", 0, 1, 2, 3)
+    with open(path, "wb") as f:
+        f.write(out)
+    return path
+
+
+GGUF_TOKENS = ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"]
+
+
+def case_gguf(ctx):
+    path = write_gguf(os.path.join(ctx.workdir, "gemma.gguf"), {
+        "general.architecture": "gemma2", "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.tokens": GGUF_TOKENS, "tokenizer.ggml.bos_token_id": 1,
+        "tokenizer.ggml.eos_token_id": 2, "tokenizer.ggml.eot_token_id": 4,
+        "tokenizer.chat_template": GEMMA2})
+    text, js = ctx.inspect(path)
+    check("(gemma)" in chat_lines(text)[0] and "exact" in chat_lines(text)[0], chat_lines(text))
+    check(js["match"] == "exact" and js["family"] == "gemma", js)
+    check(js["source"] == "tokenizer.chat_template", js)
+    check("<end_of_turn>" in js["stop_tokens"] and "<eos>" in js["stop_tokens"], js["stop_tokens"])
+
+
+def case_gguf_none(ctx):
+    path = write_gguf(os.path.join(ctx.workdir, "plain.gguf"), {
+        "general.architecture": "llama", "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.tokens": GGUF_TOKENS, "tokenizer.ggml.eos_token_id": 2})
+    text, js = ctx.inspect(path)
+    check("none" in chat_lines(text)[0], chat_lines(text))
+    check(js["match"] == "none" and js["family"] is None and js["warning"], js)
+    check(js["stop_tokens"] == ["<eos>"], js["stop_tokens"])
+
+
 def case_broken(ctx):
     d = ctx.model("broken", config_text='{"chat_template": ')
     text, js = ctx.inspect(d)
@@ -139,7 +193,7 @@ def case_broken(ctx):
     check("tokenizer_config.json" in js["error"], js)
 
 
-CASES = [case_exact, case_exact_gemma, case_markers, case_generic, case_none, case_broken]
+CASES = [case_exact, case_exact_gemma, case_markers, case_generic, case_none, case_broken, case_gguf, case_gguf_none]
 
 
 def main():
