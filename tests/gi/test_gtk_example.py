@@ -4,7 +4,9 @@
 Starts Xvfb, opens data/recipes/demo.smelt in the example with every
 destination redirected into the work directory, lets its --autorun hook
 run the `lora` export through the window (progress bar, result label),
-and has it save a screenshot when the run ends. Then checks, without
+and has it save a screenshot when the run ends; runs the `merged` export
+again and has it press Cancel once the export is under way (the window
+must report the cancel, exit 1 and leave no file). Then checks, without
 smelt: the application exited 0; the adapter it wrote is a well-formed
 safetensors file holding exactly the demo adapter's tensors with their
 shapes, with a PEFT config beside it; the other destinations received
@@ -50,7 +52,7 @@ def main():
     os.makedirs(args.workdir)
     out = {d: os.path.join(args.workdir, d) for d in ("merged-out", "lora-out", "gguf-out")}
     shot = os.path.join(args.workdir, "smelt-gtk.png")
-
+    cancelled_out = {d: os.path.join(args.workdir, "cancelled", d) for d in out}
     xvfb, display = start_xvfb()
     try:
         runtime = tempfile.mkdtemp(prefix="smelt-gtk-run-")
@@ -59,14 +61,25 @@ def main():
                    GTK_A11Y="none", NO_AT_BRIDGE="1",
                    XDG_RUNTIME_DIR=runtime, GSETTINGS_BACKEND="memory")
         env.pop("DBUS_SESSION_BUS_ADDRESS", None)
-        cmd = [sys.executable, args.app, "--autorun", "lora", "--screenshot", shot]
-        for dest, path in out.items():
-            cmd += ["--set", f"{dest}.Path={path}"]
-        cmd.append(args.recipe)
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        print(proc.stdout, end="")
-        print(proc.stderr, end="", file=sys.stderr)
+
+        def run_app(extra, dests):
+            cmd = [sys.executable, args.app] + extra
+            for dest, path in dests.items():
+                cmd += ["--set", f"{dest}.Path={path}"]
+            cmd.append(args.recipe)
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+            print(p.stdout, end="")
+            print(p.stderr, end="", file=sys.stderr)
+            return p
+
+        proc = run_app(["--autorun", "lora", "--screenshot", shot], out)
         check(proc.returncode == 0, f"smelt-gtk exited {proc.returncode}")
+        # the Cancel button, pressed once the merged export is under way
+        cancel = run_app(["--autorun", "merged", "--autocancel"], cancelled_out)
+        check(cancel.returncode == 1, f"smelt-gtk exited {cancel.returncode} after a cancel")
+        check("Cancelled" in cancel.stdout, "the window does not report the cancel")
+        left = [os.path.join(r, f) for d in cancelled_out.values() for r, _, fs in os.walk(d) for f in fs]
+        check(not left, f"files left behind after the cancel: {left}")
         shutil.rmtree(runtime, ignore_errors=True)
     finally:
         xvfb.terminate()

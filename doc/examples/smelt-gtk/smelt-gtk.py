@@ -10,9 +10,10 @@
 #   smelt-gtk [RECIPE] [--set NAME.Key=Value]...
 #
 # Test hooks (tests/gi/test_gtk_example.py): --autorun EXPORT runs that one
-# export as soon as the recipe is open, --screenshot PNG saves the window
-# once the run ends, and the application then quits with status 0 if the
-# export succeeded, 1 if not.
+# export as soon as the recipe is open, --autocancel presses Cancel at the
+# run's first progress report in stage "exporting", --screenshot PNG saves
+# the window once the run ends, and the application then quits with status
+# 0 if the export succeeded, 1 if not.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import os
@@ -205,6 +206,9 @@ class Window((Adw.ApplicationWindow if Adw else Gtk.ApplicationWindow)):
         return True
 
     def on_progress(self, job):
+        if self.app.autocancel and job.props.stage == "exporting" and self.cancel_button.get_sensitive():
+            self.cancel_button.emit("clicked")      # test hook: as a click would
+            self.cancel_button.set_sensitive(False)
         self.progress.set_fraction(job.props.fraction)
         tensor = job.props.current_tensor
         self.progress.set_text(f"{job.props.stage} {tensor}" if tensor else job.props.stage)
@@ -290,12 +294,15 @@ class App((Adw.Application if Adw else Gtk.Application)):
         self.window = None
         self.overrides = []
         self.autorun = None
+        self.autocancel = False
         self.screenshot = None
         self.status = 0
         self.add_main_option("set", 0, GLib.OptionFlags.NONE, GLib.OptionArg.STRING_ARRAY,
                              "Override a recipe key, as smelt run --set", "NAME.Key=Value")
         self.add_main_option("autorun", 0, GLib.OptionFlags.NONE, GLib.OptionArg.STRING,
                              "Run this export at once, then quit (for tests)", "EXPORT")
+        self.add_main_option("autocancel", 0, GLib.OptionFlags.NONE, GLib.OptionArg.NONE,
+                             "With --autorun: press Cancel once the export is under way", None)
         self.add_main_option("screenshot", 0, GLib.OptionFlags.NONE, GLib.OptionArg.STRING,
                              "With --autorun: save the window as PNG when the run ends", "PNG")
         self.connect("handle-local-options", self.on_local_options)
@@ -304,6 +311,7 @@ class App((Adw.Application if Adw else Gtk.Application)):
         d = options.end().unpack()
         self.overrides = d.get("set", [])
         self.autorun = d.get("autorun")
+        self.autocancel = bool(d.get("autocancel"))
         self.screenshot = d.get("screenshot")
         return -1
 
