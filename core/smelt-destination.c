@@ -304,6 +304,28 @@ smelt_destination_has_seekable_files (SmeltDestination *self)
 }
 
 /**
+ * smelt_destination_reports_commit_progress:
+ * @self: a #SmeltDestination
+ *
+ * Whether smelt_destination_commit() does long work of its own, such as
+ * uploading the files, and reports it with
+ * smelt_destination_report_progress(). An export job asks before it
+ * starts, so that its #SmeltExportJob:fraction can keep a share for that
+ * work and never move backwards.
+ *
+ * Returns: %TRUE if committing reports progress of its own
+ */
+gboolean
+smelt_destination_reports_commit_progress (SmeltDestination *self)
+{
+  SmeltDestinationClass *klass;
+
+  g_return_val_if_fail (SMELT_IS_DESTINATION (self), FALSE);
+  klass = SMELT_DESTINATION_GET_CLASS (self);
+  return klass->reports_commit_progress ? klass->reports_commit_progress (self) : FALSE;
+}
+
+/**
  * smelt_destination_get_name:
  * @self: a #SmeltDestination
  *

@@ -66,6 +66,13 @@ struct _SmeltExportJob
   double         rate;           /* bytes per second since "exporting" began */
   gint64         export_start;   /* monotonic µs, on the caller's thread */
   char          *reported_stage; /* a destination's last stage, on the working thread */
+  /* the share of #SmeltExportJob:fraction for the export itself, and for
+   * each destination whose commit reports progress (an upload): equal
+   * shares, so the fraction rises once to 1 over the whole job */
+  double         export_share;
+  double         commit_share;
+  double         commit_base;    /* where the committing destination's share starts */
+  guint          progress_interval; /* ms between reports, 0: every block */
 
   /* delivery */
   GMainContext  *context;
@@ -95,6 +102,7 @@ enum {
   PROP_BYTES_DONE,
   PROP_BYTES_TOTAL,
   PROP_RATE,
+  PROP_PROGRESS_INTERVAL,
   N_PROPS
 };
 
@@ -168,6 +176,9 @@ smelt_export_job_get_property (GObject    *object,
     case PROP_RATE:
       g_value_set_double (value, self->rate);
       break;
+    case PROP_PROGRESS_INTERVAL:
+      g_value_set_uint (value, g_atomic_int_get (&self->progress_interval));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -191,6 +202,9 @@ smelt_export_job_set_property (GObject      *object,
       break;
     case PROP_N_THREADS:
       smelt_export_job_set_n_threads (self, g_value_get_uint (value));
+      break;
+    case PROP_PROGRESS_INTERVAL:
+      smelt_export_job_set_progress_interval (self, g_value_get_uint (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -236,8 +250,9 @@ smelt_export_job_class_init (SmeltExportJobClass *klass)
    * "idle", "preparing", "exporting", "finishing", "committing" or "done";
    * or, while a destination commits, the stage it reports (such as
    * "uploading", see smelt_destination_report_progress()), during which
-   * #SmeltExportJob:fraction, the byte counts and the rate describe the
-   * destination's work and start again from 0.
+   * the byte counts and the rate describe the destination's work and start
+   * again from 0. #SmeltExportJob:fraction does not: it covers the whole
+   * job.
    */
   properties[PROP_STAGE] =
     g_param_spec_string ("stage", NULL, NULL, "idle",
@@ -245,7 +260,14 @@ smelt_export_job_class_init (SmeltExportJobClass *klass)
   /**
    * SmeltExportJob:fraction:
    *
-   * Progress from 0 to 1, by bytes of tensor data processed.
+   * Progress of the whole job from 0 to 1. It never decreases, and is 1
+   * once the stage is "done".
+   *
+   * It counts bytes of tensor data processed over every pass. When some
+   * destinations report long work of their own while they commit (an
+   * upload, see smelt_destination_reports_commit_progress()), the export
+   * and each of those commits get an equal share of it: with one upload,
+   * the export takes the fraction to 0.5 and the upload from 0.5 to 1.
    */
   properties[PROP_FRACTION] =
     g_param_spec_double ("fraction", NULL, NULL, 0, 1, 0,
@@ -282,6 +304,16 @@ smelt_export_job_class_init (SmeltExportJobClass *klass)
   properties[PROP_RATE] =
     g_param_spec_double ("rate", NULL, NULL, 0, G_MAXDOUBLE, 0,
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * SmeltExportJob:progress-interval:
+   *
+   * The least time between two progress reports, in milliseconds (stage
+   * changes and the end are always reported). 0 reports every block of
+   * rows, which suits tests and logs more than UIs.
+   */
+  properties[PROP_PROGRESS_INTERVAL] =
+    g_param_spec_uint ("progress-interval", NULL, NULL, 0, 60000, 100,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -289,8 +321,9 @@ smelt_export_job_class_init (SmeltExportJobClass *klass)
    * @job: the job
    *
    * Emitted, on the thread that started the job, when the properties
-   * describing progress change (at most about ten times a second, plus at
-   * every stage change and at the end).
+   * describing progress change (at most once per
+   * #SmeltExportJob:progress-interval, plus at every stage change and at
+   * the end).
    */
   signals[SIGNAL_PROGRESS] =
     g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -305,6 +338,9 @@ smelt_export_job_init (SmeltExportJob *self)
   g_mutex_init (&self->report_lock);
   g_cond_init (&self->report_cond);
   self->stage = g_strdup ("idle");
+  self->progress_interval = 100;
+  self->export_share = 1.0;
+  self->commit_base = 1.0;
   self->spare = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
 }
 
@@ -363,6 +399,41 @@ smelt_export_job_set_n_threads (SmeltExportJob *self,
 }
 
 /**
+ * smelt_export_job_set_progress_interval:
+ * @self: a #SmeltExportJob
+ * @msec: the least time between two progress reports, in milliseconds;
+ *   0 reports every block of rows
+ *
+ * Sets #SmeltExportJob:progress-interval. It may change while the job runs.
+ */
+void
+smelt_export_job_set_progress_interval (SmeltExportJob *self,
+                                        guint           msec)
+{
+  g_return_if_fail (SMELT_IS_EXPORT_JOB (self));
+  msec = MIN (msec, 60000);
+  if ((guint) g_atomic_int_get (&self->progress_interval) == msec)
+    return;
+  g_atomic_int_set (&self->progress_interval, msec);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PROGRESS_INTERVAL]);
+}
+
+/**
+ * smelt_export_job_get_progress_interval:
+ * @self: a #SmeltExportJob
+ *
+ * Gets #SmeltExportJob:progress-interval.
+ *
+ * Returns: the least time between two progress reports, in milliseconds
+ */
+guint
+smelt_export_job_get_progress_interval (SmeltExportJob *self)
+{
+  g_return_val_if_fail (SMELT_IS_EXPORT_JOB (self), 0);
+  return g_atomic_int_get (&self->progress_interval);
+}
+
+/**
  * smelt_export_job_get_n_threads:
  * @self: a #SmeltExportJob
  *
@@ -385,6 +456,7 @@ typedef struct {
   char           *tensor;
   guint64         done;
   guint64         total;
+  double          fraction;
 } Report;
 
 /* The job's own stages; any other comes from a destination's commit()
@@ -398,27 +470,45 @@ is_job_stage (const char *stage)
   return g_strv_contains (stages, stage);
 }
 
+/* On the working thread: where a report puts the whole job's fraction. */
+static double
+job_fraction (SmeltExportJob *self,
+              const char     *stage,
+              guint64         done,
+              guint64         total)
+{
+  double part = total ? (double) done / (double) total : 0.0;
+
+  part = CLAMP (part, 0.0, 1.0);
+  if (g_str_equal (stage, "done"))
+    return 1.0;
+  if (g_str_equal (stage, "committing"))
+    return self->commit_base;
+  if (is_job_stage (stage))
+    return self->export_share * part;
+  return self->commit_base + self->commit_share * part;
+}
+
 static void
 apply_report (SmeltExportJob *self,
               const char     *stage,
               const char     *tensor,
               guint64         done,
-              guint64         total)
+              guint64         total,
+              double          fraction)
 {
   GObject *obj = G_OBJECT (self);
-  double fraction = total ? (double) done / (double) total : 0.0;
 
   g_object_freeze_notify (obj);
   if (g_strcmp0 (stage, self->stage) != 0)
     {
       if (g_str_equal (stage, "exporting") || !is_job_stage (stage))
         self->export_start = g_get_monotonic_time ();
-      /* an upload after the export is new work with its own fraction */
+      /* an upload after the export is new work with its own byte counts
+       * and rate (the fraction goes on rising) */
       if (!is_job_stage (stage))
         {
-          self->fraction = 0.0;
           self->rate = 0.0;
-          g_object_notify_by_pspec (obj, properties[PROP_FRACTION]);
           g_object_notify_by_pspec (obj, properties[PROP_RATE]);
         }
       g_free (self->stage);
@@ -431,8 +521,6 @@ apply_report (SmeltExportJob *self,
       self->current_tensor = g_strdup (tensor);
       g_object_notify_by_pspec (obj, properties[PROP_CURRENT_TENSOR]);
     }
-  if (g_str_equal (stage, "done"))
-    fraction = 1.0;
   fraction = CLAMP (fraction, 0.0, 1.0);
   /* never move backwards: a UI's progress bar must be monotonic */
   if (fraction > self->fraction || (fraction == 0.0 && self->fraction == 0.0))
@@ -467,7 +555,7 @@ deliver_report (gpointer data)
   Report *r = data;
   SmeltExportJob *self = r->job;
 
-  apply_report (self, r->stage, r->tensor, r->done, r->total);
+  apply_report (self, r->stage, r->tensor, r->done, r->total, r->fraction);
   g_mutex_lock (&self->report_lock);
   self->reports_applied++;
   g_cond_broadcast (&self->report_cond);
@@ -521,7 +609,7 @@ report_free (gpointer data)
 }
 
 /* Called on the job's working thread. @force for stage changes and the end;
- * otherwise reports are throttled to ten a second. */
+ * otherwise reports are throttled to one per #SmeltExportJob:progress-interval. */
 static void
 report_total (SmeltExportJob *self,
               const char     *stage,
@@ -531,14 +619,17 @@ report_total (SmeltExportJob *self,
               gboolean        force)
 {
   gint64 now = g_get_monotonic_time ();
+  gint64 interval = (gint64) g_atomic_int_get (&self->progress_interval) * 1000;
+  double fraction;
   Report *r;
 
-  if (!force && now - self->last_report < G_USEC_PER_SEC / 10)
+  if (!force && now - self->last_report < interval)
     return;
   self->last_report = now;
+  fraction = job_fraction (self, stage, done, total);
   if (!self->deliver_async)
     {
-      apply_report (self, stage, tensor, done, total);
+      apply_report (self, stage, tensor, done, total, fraction);
       return;
     }
   g_mutex_lock (&self->report_lock);
@@ -550,6 +641,7 @@ report_total (SmeltExportJob *self,
   r->tensor = g_strdup (tensor);
   r->done = done;
   r->total = total;
+  r->fraction = fraction;
   /* Always through a source: g_main_context_invoke() would run the report
    * right here, on the worker, whenever the caller's context happens to be
    * free to acquire (it is the global default one, between iterations). */
@@ -1370,6 +1462,8 @@ finish_and_commit (SmeltExportJob  *self,
 
       /* once per destination: each upload a destination reports starts a
        * stage of its own */
+      gboolean reports = smelt_destination_reports_commit_progress (d);
+
       report (self, "committing", NULL, self->plan_total, TRUE);
       g_clear_pointer (&self->reported_stage, g_free);
       wait_for_caller (self, cancellable);
@@ -1380,6 +1474,8 @@ finish_and_commit (SmeltExportJob  *self,
       g_signal_handler_disconnect (d, handler);
       if (!ok)
         return FALSE;
+      if (reports)
+        self->commit_base = MIN (self->commit_base + self->commit_share, 1.0);
     }
   return TRUE;
 }
@@ -1389,6 +1485,22 @@ abort_all (SmeltExportJob *self)
 {
   for (guint i = 0; self->destinations && i < self->destinations->len; i++)
     smelt_destination_abort (g_ptr_array_index (self->destinations, i));
+}
+
+/* Equal shares of the fraction for the export and for each commit that
+ * reports its own work: no way to know upload speed in advance, and a
+ * fixed rule keeps the bar honest about there being a second phase. */
+static void
+share_fraction (SmeltExportJob *self)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < self->destinations->len; i++)
+    if (smelt_destination_reports_commit_progress (g_ptr_array_index (self->destinations, i)))
+      n++;
+  self->export_share = 1.0 / (n + 1);
+  self->commit_share = n ? self->export_share : 0.0;
+  self->commit_base = self->export_share;
 }
 
 static gboolean
@@ -1405,6 +1517,7 @@ run_internal (SmeltExportJob  *self,
   report (self, "preparing", NULL, 0, TRUE);
   if (!smelt_export_job_prepare (self, cancellable, error))
     return FALSE;
+  share_fraction (self);
   report (self, "exporting", NULL, 0, TRUE);
   if (!run_passes (self, cancellable, error) ||
       !finish_and_commit (self, cancellable, error))

@@ -39,6 +39,10 @@ struct _SmeltPlugin
   GError           *error;
   GHashTable       *features;   /* name -> Feature */
   GPtrArray        *feature_order;
+  /* where #SmeltPlugin:state is notified: the thread that made the plugin
+   * (the registry's, a UI's main thread) and its main context */
+  GThread          *owner;
+  GMainContext     *context;
 };
 
 enum {
@@ -78,6 +82,8 @@ smelt_plugin_finalize (GObject *object)
   g_free (self->version);
   g_free (self->license);
   g_clear_error (&self->error);
+  g_thread_unref (self->owner);
+  g_main_context_unref (self->context);
   g_hash_table_unref (self->features);
   g_ptr_array_unref (self->feature_order);
 
@@ -110,7 +116,9 @@ smelt_plugin_get_property (GObject    *object,
       g_value_set_string (value, self->filename);
       break;
     case PROP_STATE:
+      g_mutex_lock (&self->lock);
       g_value_set_enum (value, self->state);
+      g_mutex_unlock (&self->lock);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -164,6 +172,12 @@ smelt_plugin_class_init (SmeltPluginClass *klass)
    * SmeltPlugin:state:
    *
    * Whether the plugin is listed, loaded or broken.
+   *
+   * A plugin is loaded when one of its features is first used, which may
+   * be on an export job's worker thread. Change notifications are always
+   * emitted on the thread that created the plugin (for the default
+   * registry, the thread that first asked for it), from its thread-default
+   * main context, so a UI can bind to this property.
    */
   properties[PROP_STATE] = g_param_spec_enum ("state", NULL, NULL,
                                               SMELT_TYPE_PLUGIN_STATE, SMELT_PLUGIN_STATE_LISTED,
@@ -176,6 +190,8 @@ static void
 smelt_plugin_init (SmeltPlugin *self)
 {
   g_mutex_init (&self->lock);
+  self->owner = g_thread_ref (g_thread_self ());
+  self->context = g_main_context_ref_thread_default ();
   self->features = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, feature_free);
   self->feature_order = g_ptr_array_new ();
 }
@@ -357,6 +373,34 @@ check_all_registered (SmeltPlugin  *self,
   return TRUE;
 }
 
+static gboolean
+notify_state_cb (gpointer data)
+{
+  g_object_notify_by_pspec (G_OBJECT (data), properties[PROP_STATE]);
+  return G_SOURCE_REMOVE;
+}
+
+/* From another thread, through a source on the owner's context: a signal
+ * handler of a UI (or of GJS, which must not run on any other thread)
+ * never runs on a worker. */
+static void
+notify_state (SmeltPlugin *self)
+{
+  GSource *source;
+
+  if (g_thread_self () == self->owner)
+    {
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+      return;
+    }
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, notify_state_cb, g_object_ref (self), g_object_unref);
+  g_source_set_static_name (source, "[smelt] plugin state");
+  g_source_attach (source, self->context);
+  g_source_unref (source);
+}
+
 /**
  * smelt_plugin_load:
  * @self: a #SmeltPlugin
@@ -373,11 +417,12 @@ smelt_plugin_load (SmeltPlugin  *self,
 {
   const SmeltPluginDesc *desc;
   GError *local = NULL;
-  gboolean ok;
+  gboolean ok, changed;
 
   g_return_val_if_fail (SMELT_IS_PLUGIN (self), FALSE);
 
   g_mutex_lock (&self->lock);
+  changed = self->state == SMELT_PLUGIN_STATE_LISTED;
   if (self->state == SMELT_PLUGIN_STATE_LISTED)
     {
       desc = _smelt_plugin_loader_open (self->module_path, &local);
@@ -403,7 +448,8 @@ smelt_plugin_load (SmeltPlugin  *self,
   if (!ok && error)
     *error = g_error_copy (self->error);
   g_mutex_unlock (&self->lock);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+  if (changed)
+    notify_state (self);
   return ok;
 }
 
@@ -564,8 +610,13 @@ smelt_plugin_get_filename (SmeltPlugin *self)
 SmeltPluginState
 smelt_plugin_get_state (SmeltPlugin *self)
 {
+  SmeltPluginState state;
+
   g_return_val_if_fail (SMELT_IS_PLUGIN (self), SMELT_PLUGIN_STATE_ERROR);
-  return self->state;
+  g_mutex_lock (&self->lock);
+  state = self->state;
+  g_mutex_unlock (&self->lock);
+  return state;
 }
 
 /**

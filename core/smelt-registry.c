@@ -2,8 +2,10 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#define _GNU_SOURCE /* dladdr() */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <string.h>
 
 #include "smelt-private.h"
@@ -16,7 +18,8 @@
  * The registry reads the `.plugin` keyfiles found in `$SMELT_PLUGIN_PATH`
  * (searched first; a colon-separated list), then in
  * `$SMELT_PLUGIN_SYSTEM_PATH` or, when that is unset, the installed plugin
- * directory. Each directory and its immediate subdirectories are searched.
+ * directory (`smelt-1/plugins` next to the loaded libsmelt when it exists,
+ * so a relocated prefix keeps its own plugins). Each directory and its immediate subdirectories are searched.
  * When two directories hold a plugin of the same name, the first wins.
  * No module is loaded until one of its features is used.
  */
@@ -162,6 +165,28 @@ smelt_registry_new (const char * const *paths)
   return self;
 }
 
+/* The installed plugin directory. It is looked for next to the libsmelt
+ * this process loaded first, so that a prefix that was moved as a whole (a
+ * tarball, a DESTDIR stage, an application bundle) still finds its own
+ * plugins, and not those of another smelt installed at the configured
+ * prefix; the configured directory is the fallback. */
+static char *
+system_plugin_dir (void)
+{
+  Dl_info info;
+
+  if (dladdr ((void *) system_plugin_dir, &info) != 0 && info.dli_fname != NULL &&
+      g_path_is_absolute (info.dli_fname))
+    {
+      g_autofree char *libdir = g_path_get_dirname (info.dli_fname);
+      g_autofree char *dir = g_build_filename (libdir, SMELT_PLUGIN_SUBDIR, NULL);
+
+      if (g_file_test (dir, G_FILE_TEST_IS_DIR))
+        return g_steal_pointer (&dir);
+    }
+  return g_strdup (SMELT_PLUGINDIR);
+}
+
 static GStrv
 default_paths (void)
 {
@@ -186,7 +211,7 @@ default_paths (void)
           g_ptr_array_add (paths, g_strdup (system_parts[i]));
     }
   else
-    g_ptr_array_add (paths, g_strdup (SMELT_PLUGINDIR));
+    g_ptr_array_add (paths, system_plugin_dir ());
   g_ptr_array_add (paths, NULL);
   return (GStrv) g_ptr_array_free (paths, FALSE);
 }

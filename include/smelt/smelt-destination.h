@@ -31,6 +31,10 @@ G_DECLARE_DERIVABLE_TYPE (SmeltDestination, smelt_destination, SMELT, DESTINATIO
  * @has_seekable_files: whether the streams of create_file() implement
  *   #GSeekable and can seek back (default: no); formats may then rewrite
  *   the start of a file instead of taking a second pass
+ * @reports_commit_progress: whether @commit does long work of its own (an
+ *   upload) and reports it with smelt_destination_report_progress()
+ *   (default: no); an export job then gives that work a share of its
+ *   #SmeltExportJob:fraction
  *
  * The virtual methods of a destination plugin.
  */
@@ -54,9 +58,10 @@ struct _SmeltDestinationClass
   gboolean       (*check_options) (SmeltDestination *self,
                                    GError          **error);
   gboolean       (*has_seekable_files) (SmeltDestination *self);
+  gboolean       (*reports_commit_progress) (SmeltDestination *self);
 
   /*< private >*/
-  gpointer padding[10];
+  gpointer padding[9];
 };
 
 SMELT_AVAILABLE_IN_ALL
@@ -79,6 +84,8 @@ SMELT_AVAILABLE_IN_ALL
 char          *smelt_destination_describe    (SmeltDestination *self);
 SMELT_AVAILABLE_IN_ALL
 gboolean       smelt_destination_has_seekable_files (SmeltDestination *self);
+SMELT_AVAILABLE_IN_ALL
+gboolean       smelt_destination_reports_commit_progress (SmeltDestination *self);
 SMELT_AVAILABLE_IN_ALL
 gboolean       smelt_destination_check_options (SmeltDestination *self,
                                                 GError          **error);

@@ -29,6 +29,11 @@ void            smelt_export_job_set_n_threads (SmeltExportJob *self,
 SMELT_AVAILABLE_IN_ALL
 guint           smelt_export_job_get_n_threads (SmeltExportJob *self);
 SMELT_AVAILABLE_IN_ALL
+void            smelt_export_job_set_progress_interval (SmeltExportJob *self,
+                                                        guint           msec);
+SMELT_AVAILABLE_IN_ALL
+guint           smelt_export_job_get_progress_interval (SmeltExportJob *self);
+SMELT_AVAILABLE_IN_ALL
 gboolean        smelt_export_job_prepare       (SmeltExportJob *self,
                                                 GCancellable   *cancellable,
                                                 GError        **error);

@@ -1081,6 +1081,13 @@ smelt_hf_hub_set_property (GObject      *object,
 
 #define RW (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)
 
+/* commit() uploads every staged file and reports it as "uploading" */
+static gboolean
+smelt_hf_hub_reports_commit_progress (SmeltDestination *dest)
+{
+  return TRUE;
+}
+
 static void
 smelt_hf_hub_class_init (SmeltHfHubClass *klass)
 {
@@ -1096,6 +1103,7 @@ smelt_hf_hub_class_init (SmeltHfHubClass *klass)
   dest_class->commit = smelt_hf_hub_commit;
   dest_class->abort = smelt_hf_hub_abort;
   dest_class->describe = smelt_hf_hub_describe;
+  dest_class->reports_commit_progress = smelt_hf_hub_reports_commit_progress;
 
   properties[PROP_REPO] = g_param_spec_string ("repo", "Repo",
     "The repo, as owner/name (the owner is never guessed from the token)", NULL, RW);

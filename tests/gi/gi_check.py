@@ -5,10 +5,16 @@ import json
 import os
 import struct
 import sys
+import threading
 
 
 def fail(msg):
     print("FAIL: " + msg, file=sys.stderr)
+    if threading.current_thread() is not threading.main_thread():
+        # sys.exit() would only end that thread (a callback run on one of
+        # libsmelt's workers): end the process
+        sys.stderr.flush()
+        os._exit(1)
     sys.exit(1)
 
 

@@ -3,11 +3,15 @@
 // The same checks as test_gi.py, from another language binding: the
 // typelib from the build tree, the registry as a GListModel, every
 // feature's properties against `smelt plugins NAME --json`, a recipe built
-// in code run with run_async() on a GLib main loop (progress on the main
-// thread, a fraction that never decreases and ends at 1.0, complete
-// files), and a run on a 125 MB model (made by tests/gen/gen_tiny_model.py)
-// cancelled from the first progress handler that sees it midway
-// (G_IO_ERROR_CANCELLED, promptly, no file left behind).
+// in code run with run_async() on a GLib main loop, reporting every block
+// (progress on the main thread, intermediate fractions that never
+// decrease and end at 1.0, current-tensor naming the model's tensors,
+// complete files), a run on a 125 MB model (made by
+// tests/gen/gen_tiny_model.py) cancelled from the first progress handler
+// that sees it midway (G_IO_ERROR_CANCELLED, promptly, no file left
+// behind), and plugins loaded by a job's worker thread whose notify::state
+// still arrives on the main thread (GJS aborts on a call from another
+// thread, with G_DEBUG=fatal-criticals).
 //
 //   gjs test_gi.js SMELT_TOOL DEMO_DIR WORKDIR TYPELIB_DIR GENERATOR
 
@@ -169,13 +173,18 @@ function testExport(registry) {
     const recipe = makeRecipe(dest);
     recipe.validate(registry);
     const job = Smelt.ExportJob.new(recipe, registry);
-    const fractions = [], stages = [];
+    check(job.progress_interval === 100, `progress-interval ${job.progress_interval}`);
+    job.progress_interval = 0; // every block: the demo takes milliseconds
+    const fractions = [], stages = [], tensors = new Set();
     job.connect('notify::fraction', () => check(onMainThread(), 'notify::fraction off the main thread'));
+    job.connect('notify::current-tensor', () => check(onMainThread(), 'notify::current-tensor off the main thread'));
     const r = runOnLoop(job, null, j => {
         check(onMainThread(), 'progress emitted off the main thread');
         fractions.push(j.fraction);
         if (stages[stages.length - 1] !== j.stage)
             stages.push(j.stage);
+        if (j.stage === 'exporting' && j.current_tensor)
+            tensors.add(j.current_tensor);
     });
     check(r.ok, `the export failed: ${r.error}`);
     print(`export: ${fractions.length} progress emissions, stages ${stages}`);
@@ -183,6 +192,8 @@ function testExport(registry) {
     for (let i = 1; i < fractions.length; i++)
         check(fractions[i] >= fractions[i - 1], `fraction went backwards: ${fractions}`);
     check(fractions[fractions.length - 1] === 1.0 && job.get_fraction() === 1.0, `fraction ends at ${fractions}`);
+    const between = new Set(fractions.filter(f => f > 0 && f < 1));
+    check(between.size >= 5, `only ${between.size} fractions between 0 and 1: ${fractions}`);
     check(stages[0] === 'preparing' && stages[stages.length - 1] === 'done', `stages ${stages}`);
 
     const files = listFiles(dest);
@@ -197,6 +208,10 @@ function testExport(registry) {
         Object.assign(merged, readSafetensors(GLib.build_filenamev([dest, f])));
     check(JSON.stringify(Object.keys(merged).sort()) === JSON.stringify(Object.keys(base).sort()),
         'the merged tensors are not the base model\'s');
+    const strangers = [...tensors].filter(t => !(t in base));
+    check(tensors.size > 0 && strangers.length === 0, `current-tensor names not in the model: ${strangers}`);
+    check(tensors.size >= Object.keys(base).length / 2,
+        `current-tensor named ${tensors.size} of ${Object.keys(base).length} tensors`);
     for (const [name, info] of Object.entries(merged)) {
         check(JSON.stringify(info.shape) === JSON.stringify(base[name].shape), `${name}: shape`);
         check(info.dtype === 'BF16', `${name}: dtype ${info.dtype}`);
@@ -245,6 +260,8 @@ function testCancel(registry) {
         }
     });
     check(at !== null, `no progress report midway through exporting: ${fractions}`);
+    for (let i = 1; i < fractions.length; i++)
+        check(fractions[i] >= fractions[i - 1], `fraction went backwards: ${fractions}`);
     const ms = (GLib.get_monotonic_time() - at) / 1000;
     check(!r.ok && r.error, 'the cancelled job succeeded');
     check(r.error.matches(Gio.IOErrorEnum, Gio.IOErrorEnum.CANCELLED), `error: ${r.error}`);
@@ -255,6 +272,39 @@ function testCancel(registry) {
     GLib.spawn_sync(null, ['rm', '-rf', mid], null, GLib.SpawnFlags.SEARCH_PATH, null);
 }
 
+// Plugins first used by a job load on its worker thread; their
+// notify::state must still come on the main thread.
+function testPluginState() {
+    const registry = Smelt.Registry.new([GLib.getenv('SMELT_PLUGIN_PATH')]);
+    const plugins = {};
+    for (let i = 0; i < registry.get_n_items(); i++) {
+        const p = registry.get_item(i);
+        plugins[p.get_name()] = p;
+    }
+    const used = ['merged16', 'gguf-quant', 'localfs'];
+    const changes = [];
+    for (const name of used)
+        check(plugins[name].get_state() === Smelt.PluginState.LISTED, `${name} is already loaded`);
+    for (const p of Object.values(plugins)) {
+        p.connect('notify::state', obj => {
+            check(onMainThread(), `notify::state of ${obj.get_name()} off the main thread`);
+            changes.push(`${obj.get_name()}:${obj.get_state()}`);
+        });
+    }
+    const job = Smelt.ExportJob.new(makeRecipe(GLib.build_filenamev([workdir, 'state'])), registry);
+    const r = runOnLoop(job, null, () => {});
+    check(r.ok, `the export failed: ${r.error}`);
+    const ctx = GLib.MainContext.default();
+    while (ctx.pending())
+        ctx.iteration(false);
+    for (const name of used) {
+        check(plugins[name].get_state() === Smelt.PluginState.LOADED, `${name} was not loaded`);
+        check(changes.includes(`${name}:${Smelt.PluginState.LOADED}`), `no notify::state for ${name}: ${changes}`);
+    }
+    check(new Set(changes).size === changes.length, `a state change was notified twice: ${changes}`);
+    print(`plugin state: ${changes.length} notifications on the main thread`);
+}
+
 const typelib = GIRepository.Repository.get_default().get_typelib_path('Smelt');
 check(Gio.File.new_for_path(typelib).get_parent().equal(Gio.File.new_for_path(typelibDir)),
     `Smelt came from ${typelib}, not ${typelibDir}`);
@@ -263,4 +313,5 @@ const registry = Smelt.Registry.get_default();
 checkPlugins(registry);
 testExport(registry);
 testCancel(registry);
+testPluginState();
 print('ok');

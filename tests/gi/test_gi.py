@@ -8,9 +8,11 @@ LD_LIBRARY_PATH, set by tests/gi/meson.build), then:
   properties, and checks them against `smelt plugins --json` (the C
   tool's own listing, an independent path to the same plugins);
 - builds a recipe in code and runs it with run_async() on a GLib main
-  loop: every progress emission and notify::fraction must arrive on the
-  main thread, the fraction must never decrease and must end at 1.0, and
-  the files must be complete (checked here with a safetensors and GGUF
+  loop, reporting every block (progress-interval 0): every progress
+  emission and notify::fraction must arrive on the main thread, the
+  fraction must pass through intermediate values, never decrease and end
+  at 1.0, current-tensor must name the model's tensors, and the files
+  must be complete (checked here with a safetensors and GGUF
   reader written from the formats' specifications, not with smelt);
 - runs the recipe on a 125 MB model (Q4_K_M on one thread, about a
   second) and cancels it from the first progress handler that sees the
@@ -18,7 +20,11 @@ LD_LIBRARY_PATH, set by tests/gi/meson.build), then:
   G_IO_ERROR_CANCELLED and leave no file behind, neither under a final
   name nor as a *.partial. The job waits, before committing, until the
   caller has seen every progress report, so a cancel from a handler
-  always wins, however fast the machine.
+  always wins, however fast the machine. Its fractions must not decrease
+  either;
+- runs an export with a fresh registry whose plugins are not loaded yet,
+  so they load on the job's worker thread: their notify::state must
+  still arrive on the main thread.
 """
 import argparse
 import json
@@ -148,14 +154,24 @@ def test_export(registry, demo, workdir):
     check(sorted(recipe.list_exports()) == ["gguf", "merged"], f"exports {recipe.list_exports()}")
     job = Smelt.ExportJob.new(recipe, registry)
     job.set_n_threads(2)
+    check(job.props.progress_interval == 100, f"progress-interval {job.props.progress_interval}")
+    job.props.progress_interval = 0  # every block: the demo takes milliseconds
+    check(job.get_progress_interval() == 0, "progress-interval was not set")
 
-    fractions, stages, notified = [], [], []
+    fractions, stages, notified, tensors = [], [], [], []
 
     def on_progress(j):
         check(threading.get_ident() == MAIN_THREAD, "progress was emitted on another thread")
         fractions.append(j.props.fraction)
         if not stages or stages[-1] != j.props.stage:
             stages.append(j.props.stage)
+        if j.props.stage == "exporting" and j.props.current_tensor:
+            tensors.append(j.props.current_tensor)
+
+    def on_tensor(j, pspec):
+        check(threading.get_ident() == MAIN_THREAD, "notify::current-tensor on another thread")
+
+    job.connect("notify::current-tensor", on_tensor)
 
     def on_notify(j, pspec):
         check(threading.get_ident() == MAIN_THREAD, "notify::fraction on another thread")
@@ -166,6 +182,8 @@ def test_export(registry, demo, workdir):
     check(ok and error is None, f"the export failed: {error and error.message}")
     print(f"export: {len(fractions)} progress emissions, stages {stages}, {seconds:.2f} s")
     check(len(fractions) >= 3, f"only {len(fractions)} progress emissions")
+    between = sorted(set(f for f in fractions if 0.0 < f < 1.0))
+    check(len(between) >= 5, f"only {len(between)} fractions between 0 and 1: {fractions}")
     check(all(b >= a for a, b in zip(fractions, fractions[1:])), f"fraction went backwards: {fractions}")
     check(all(b >= a for a, b in zip(notified, notified[1:])), f"notify::fraction went backwards: {notified}")
     check(fractions[-1] == 1.0 and job.get_fraction() == 1.0, f"fraction ends at {fractions[-1]}")
@@ -192,6 +210,11 @@ def test_export(registry, demo, workdir):
     for s in shards:
         merged.update(read_safetensors_header(os.path.join(dest, s)))
     check(set(merged) == set(base), f"merged tensors {sorted(set(merged) ^ set(base))} differ from the base's")
+    # the tensors being exported, in the names of the model being read
+    check(tensors and set(tensors) <= set(base),
+          f"current-tensor names {sorted(set(tensors) - set(base))} are not the model's")
+    check(len(set(tensors)) >= len(base) // 2,
+          f"current-tensor named {len(set(tensors))} of the {len(base)} tensors")
     for name, info in merged.items():
         check(info["shape"] == base[name]["shape"], f"{name}: shape {info['shape']} vs {base[name]['shape']}")
         check(info["dtype"] == "BF16", f"{name}: dtype {info['dtype']}")
@@ -238,6 +261,10 @@ def test_cancel(registry, workdir):
 
     ok, error, _ = run_on_loop(job, cancellable, on_progress)
     check("at" in seen, f"no progress report midway through exporting: {seen['fractions']}")
+    fr = seen["fractions"]
+    check(all(b >= a for a, b in zip(fr, fr[1:])), f"fraction went backwards: {fr}")
+    check(len(set(f for f in fr if 0.0 < f < seen["fraction"])) >= 1,
+          f"too few reports before the cancel: {fr}")
     latency = time.monotonic() - seen["at"]
     check(not ok and error is not None, "the cancelled job succeeded")
     check(error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED),
@@ -248,6 +275,37 @@ def test_cancel(registry, workdir):
     left = all_files(dest) if os.path.isdir(dest) else []
     check(left == [], f"files left behind after the cancel: {left}")
     shutil.rmtree(mid)
+
+
+def test_plugin_state(demo, workdir, plugin_path):
+    """Plugins first used by a job load on its worker thread; UIs bound to
+    their state must still be told on the main thread."""
+    registry = Smelt.Registry.new([plugin_path])
+    plugins = {p.get_name(): p for p in (registry.get_item(i) for i in range(registry.get_n_items()))}
+    used = ("merged16", "gguf-quant", "localfs")
+    changes = []
+
+    def on_state(p, pspec):
+        check(threading.get_ident() == MAIN_THREAD,
+              f"notify::state of {p.get_name()} was emitted on another thread")
+        changes.append((p.get_name(), p.get_state()))
+
+    for name in used:
+        check(plugins[name].get_state() == Smelt.PluginState.LISTED, f"{name} is already loaded")
+    for p in plugins.values():
+        p.connect("notify::state", on_state)
+    job = Smelt.ExportJob.new(make_recipe(demo, os.path.join(workdir, "state")), registry)
+    ok, error, _ = run_on_loop(job, None, lambda j: None)
+    check(ok, f"the export failed: {error and error.message}")
+    # the job's result may come before the notifications queued after it
+    ctx = GLib.MainContext.default()
+    while ctx.pending():
+        ctx.iteration(False)
+    for name in used:
+        check(plugins[name].get_state() == Smelt.PluginState.LOADED, f"{name} was not loaded")
+        check((name, Smelt.PluginState.LOADED) in changes, f"no notify::state for {name}: {changes}")
+    check(len(changes) == len(set(changes)), f"a state change was notified twice: {changes}")
+    print(f"plugin state: {len(changes)} notifications on the main thread")
 
 
 def main():
@@ -268,6 +326,7 @@ def main():
     check_plugins(registry, args.smelt)
     test_export(registry, args.demo, args.workdir)
     test_cancel(registry, args.workdir)
+    test_plugin_state(args.demo, args.workdir, os.environ["SMELT_PLUGIN_PATH"])
     print("ok")
 
 

@@ -118,6 +118,18 @@ def _(ctx, d):
         check(all(a["bytes_done"] <= b["bytes_done"] or b["bytes_total"] != a["bytes_total"]
                   for a, b in zip(prog, prog[1:])), "upload bytes went backwards")
         check(abs(last["fraction"] - 1.0) < 1e-9, "upload fraction ends at %r" % last["fraction"])
+        # the whole job's fraction never goes back: the export fills the
+        # first half and the upload (this recipe's one uploading
+        # destination) the second
+        lines = progress_lines(run.out)
+        fr = [p["fraction"] for p in lines]
+        check(all(a <= b for a, b in zip(fr, fr[1:])), "the fraction went backwards: %r" % fr)
+        check(abs(fr[-1] - 1.0) < 1e-9, "the fraction ends at %r" % fr[-1])
+        before = [p["fraction"] for p in lines[:lines.index(prog[0])]]
+        check(before and abs(max(before) - 0.5) < 1e-9,
+              "before the upload the fraction reaches %r, not 0.5" % (before and max(before)))
+        check(all(0.5 - 1e-9 <= p["fraction"] <= 1.0 for p in prog),
+              "upload fractions outside [0.5, 1]: %r" % [p["fraction"] for p in prog])
 
         # the model card
         fm, text = front_matter(hub.download("alice/demo", "README.md"))

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The plugin SDK, as a third party uses it.
 
-Installs the build into a staging root (meson install --destdir), builds
-doc/examples/checksums out of the source tree with its Makefile and
+Installs the build into a staging root (meson install --destdir), which
+must then work as a prefix of its own: the staged smelt finds its library
+and its plugins from where it lies, with no environment pointing there
+(and the staged smelt-gtk its typelib). Builds doc/examples/checksums out of the source tree with its Makefile and
 nothing but pkg-config pointed at that root, puts it on SMELT_PLUGIN_PATH
 and runs the installed smelt on a recipe that uses it. Then:
 
@@ -17,7 +19,7 @@ and runs the installed smelt on a recipe that uses it. Then:
 
 Usage:
     test_sdk.py --build-root B --prefix P --libdir L --bindir D \\
-        --example DIR --demo DATA/demo --workdir W
+        --example DIR --demo DATA/demo --workdir W --gtk yes|no
 
 Prints "ok CASE" / "FAIL CASE: why"; exit status 1 when a case failed.
 """
@@ -97,9 +99,12 @@ class Sdk:
         return run(["pkg-config", *args], env=self.pc_env()).stdout.strip()
 
     def smelt_env(self, plugin_path):
+        # nothing points the staged smelt at its library, plugins or
+        # typelib: a moved prefix must find its own (RUNPATH $ORIGIN, and
+        # the plugin directory next to the loaded libsmelt)
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = self.libdir
-        env["SMELT_PLUGIN_SYSTEM_PATH"] = self.pkg_config("--variable=plugindir", "smelt-plugin-1")
+        for var in ("LD_LIBRARY_PATH", "SMELT_PLUGIN_SYSTEM_PATH", "GI_TYPELIB_PATH"):
+            env.pop(var, None)
         env["SMELT_PLUGIN_PATH"] = plugin_path
         env["OPENBLAS_NUM_THREADS"] = "1"
         return env
@@ -152,6 +157,34 @@ class Sdk:
         plugindir = self.pkg_config("--variable=plugindir", "smelt-plugin-1")
         assert os.path.isdir(plugindir) and plugindir.startswith(self.stage), plugindir
         assert os.path.exists(os.path.join(plugindir, "localfs.plugin")), plugindir
+
+    def case_relocated(self):
+        """The staged prefix runs as it is, from its new place."""
+        p = run(["ldd", os.path.join(self.bindir, "smelt")], env=self.smelt_env(""))
+        lib = re.search(r"libsmelt-1\.so\.\d+ => (\S+)", p.stdout)
+        assert lib, "ldd finds no libsmelt for the staged smelt:\n" + p.stdout
+        assert os.path.realpath(lib.group(1)).startswith(os.path.realpath(self.stage)), \
+            "the staged smelt loads %s, not the staged library" % lib.group(1)
+        p = self.smelt("", "plugins", "--json")
+        plugins = json.loads(p.stdout)
+        plugindir = os.path.realpath(self.pkg_config("--variable=plugindir", "smelt-plugin-1"))
+        names = {x["name"] for x in plugins}
+        assert {"localfs", "merged16", "gguf-quant"} <= names, names
+        for x in plugins:
+            assert os.path.realpath(x["filename"]).startswith(plugindir + os.sep), \
+                "%s comes from %s, not the staged plugin directory" % (x["name"], x["filename"])
+            assert x["state"] != "error", x
+        gtk = os.path.join(self.bindir, "smelt-gtk")
+        # installed with the typelib it runs on (data/meson.build)
+        assert os.path.exists(gtk) == (self.a.gtk == "yes"), \
+            "smelt-gtk installed: %s, expected: %s" % (os.path.exists(gtk), self.a.gtk)
+        if self.a.gtk == "yes":
+            env = self.smelt_env("")
+            env.pop("DISPLAY", None)
+            env.pop("WAYLAND_DISPLAY", None)
+            p = run([gtk, "--help"], env=env, check=False)
+            assert p.returncode == 0 and "smelt" in p.stdout.lower(), \
+                "the staged smelt-gtk does not start (%d):\n%s%s" % (p.returncode, p.stdout, p.stderr)
 
     def case_build_and_list(self):
         self.plugins = self.build_example("checksums")
@@ -240,7 +273,7 @@ class Sdk:
 
 def main():
     ap = argparse.ArgumentParser()
-    for opt in ("build-root", "prefix", "libdir", "bindir", "example", "demo", "workdir"):
+    for opt in ("build-root", "prefix", "libdir", "bindir", "example", "demo", "workdir", "gtk"):
         ap.add_argument("--" + opt, required=True)
     args = ap.parse_args()
     args.demo = os.path.abspath(args.demo)
@@ -248,14 +281,17 @@ def main():
     sdk = Sdk(args)
     failed = 0
     # in order: each case builds on the previous ones
-    for case in ("install", "build_and_list", "run", "bad_option", "newer_abi"):
+    if sys.flags.optimize:
+        print("FAIL: run without -O / PYTHONOPTIMIZE: the checks are asserts")
+        return 1
+    for case in ("install", "relocated", "build_and_list", "run", "bad_option", "newer_abi"):
         try:
             getattr(sdk, "case_" + case)()
             print("ok", case)
         except Exception as e:  # noqa: BLE001
             failed += 1
             print("FAIL %s: %s" % (case, e))
-            if case in ("install", "build_and_list"):
+            if case in ("install", "relocated", "build_and_list"):
                 break
         sys.stdout.flush()
     return 1 if failed else 0
