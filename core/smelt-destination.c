@@ -304,6 +304,21 @@ smelt_destination_has_seekable_files (SmeltDestination *self)
 }
 
 /**
+ * SmeltDestinationClass::reports_commit_progress:
+ * @self: the destination
+ *
+ * Says whether the destination's commit does long work of its own, such
+ * as uploading every file it staged, and reports that work with
+ * smelt_destination_report_progress() while it runs. An export job calls
+ * it once, on its working thread, after every destination was prepared
+ * and before any data is computed, so the answer must not depend on what
+ * is written. Leave it unset (the default: no) when commit only renames
+ * or closes files.
+ *
+ * Returns: %TRUE if commit reports progress of its own
+ */
+
+/**
  * smelt_destination_reports_commit_progress:
  * @self: a #SmeltDestination
  *

@@ -90,15 +90,36 @@ def regenerate(lines, feats, optional=()):
     return out, seen
 
 
+# smelt-recipe.c's key lists, and the group whose row documents them
+KEY_ARRAYS = {"recipe_keys": "[Recipe]", "source_keys": "[Source]",
+              "destination_reserved": "[Destination NAME]", "export_reserved": "[Export NAME]"}
+
+
 def core_keys(source):
-    """The group keys smelt-recipe.c accepts, from its key lists."""
+    """(group, key) for each key smelt-recipe.c accepts, from its key
+    lists; every list must be found, or the check would pass on nothing."""
     with open(source) as f:
         text = f.read()
     keys = []
-    arrays = "recipe_keys|source_keys|destination_reserved|export_reserved"
-    for m in re.finditer(r"static const char \* const (?:%s)\[\] = \{([^}]*)\}" % arrays, text):
-        keys += re.findall(r'"([^"]+)"', m.group(1))
+    for array, group in KEY_ARRAYS.items():
+        m = re.search(r"static const char \* const %s\[\] = \{([^}]*)\}" % array, text)
+        if not m:
+            raise SystemExit("%s: no key list %s[] (renamed? update KEY_ARRAYS)" % (source, array))
+        found = re.findall(r'"([^"]+)"', m.group(1))
+        if not found:
+            raise SystemExit("%s: key list %s[] is empty" % (source, array))
+        keys += [(group, k) for k in found]
     return keys
+
+
+def group_rows(lines):
+    """The Groups table of the page: group -> its row's text."""
+    rows = {}
+    for ln in lines:
+        m = re.match(r"\| `(\[[^]]+\])` \|(.*)\|\s*$", ln)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
 
 
 def main():
@@ -129,9 +150,10 @@ def main():
     problems += ["%s: a table for %s, which no plugin provides" % (args.doc, n)
                  for n in seen if n not in feats and n not in args.optional]
     if args.recipe_source:
-        text = "\n".join(old)
-        problems += ["%s: key %s (%s) is not documented" % (args.doc, k, args.recipe_source)
-                     for k in core_keys(args.recipe_source) if "`%s`" % k not in text]
+        rows = group_rows(old)
+        problems += ["%s: key %s of %s (%s) is not in that group's row of the Groups table"
+                     % (args.doc, k, g, args.recipe_source)
+                     for g, k in core_keys(args.recipe_source) if "`%s`" % k not in rows.get(g, "")]
 
     if args.write:
         if new != old:

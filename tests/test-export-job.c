@@ -17,6 +17,8 @@ typedef struct {
   gboolean   ok;
   GError    *error;
   char      *last_stage;
+  GHashTable *tensors;   /* current-tensor names seen while exporting */
+  guint      n_between; /* reports with 0 < fraction < 1 */
 } State;
 
 static char *
@@ -47,6 +49,11 @@ on_progress (SmeltExportJob *job,
   st->last_fraction = f;
   g_free (st->last_stage);
   st->last_stage = g_strdup (smelt_export_job_get_stage (job));
+  if (f > 0.0 && f < 1.0)
+    st->n_between++;
+  if (st->tensors && g_str_equal (st->last_stage, "exporting") &&
+      smelt_export_job_get_current_tensor (job) != NULL)
+    g_hash_table_add (st->tensors, g_strdup (smelt_export_job_get_current_tensor (job)));
 }
 
 static void
@@ -98,6 +105,45 @@ test_async_progress (void)
   g_assert_cmpuint (smelt_export_job_get_bytes_done (job), ==, smelt_export_job_get_bytes_total (job));
   g_assert_true (g_file_test (shard, G_FILE_TEST_IS_REGULAR));
   g_assert_true (smelt_source_get_n_merged (smelt_export_job_get_source (job)) > 0);
+  g_free (st.last_stage);
+}
+
+/* progress-interval 0: a report per block, each naming a tensor of the
+ * model, with the fraction rising through them */
+static void
+test_every_block (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("smelt-job-XXXXXX", NULL);
+  g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
+  g_autoptr(SmeltRecipe) recipe = NULL;
+  g_autofree char *shard = make_recipe (out_dir, &recipe);
+  g_autoptr(SmeltExportJob) job = smelt_export_job_new (recipe, NULL);
+  g_autoptr(GHashTable) tensors = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  State st = { 0, };
+  SmeltModel *model;
+  guint n_model;
+
+  g_assert_cmpuint (smelt_export_job_get_progress_interval (job), ==, 100);
+  g_object_set (job, "progress-interval", 0, NULL);
+  g_assert_cmpuint (smelt_export_job_get_progress_interval (job), ==, 0);
+  st.tensors = tensors;
+  run_async (job, NULL, &st);
+  g_assert_no_error (st.error);
+  g_assert_true (st.ok && st.monotonic && st.on_main_thread);
+  g_assert_cmpfloat (st.last_fraction, ==, 1.0);
+  model = smelt_source_get_model (smelt_export_job_get_source (job));
+  n_model = smelt_model_get_n_tensors (model);
+  /* every tensor is a block or more of this small model */
+  g_assert_cmpuint (g_hash_table_size (tensors), ==, n_model);
+  g_assert_cmpuint (st.n_between, >=, n_model - 1);
+  {
+    GHashTableIter it;
+    gpointer name;
+
+    g_hash_table_iter_init (&it, tensors);
+    while (g_hash_table_iter_next (&it, &name, NULL))
+      g_assert_nonnull (smelt_model_lookup_tensor (model, name));
+  }
   g_free (st.last_stage);
 }
 
@@ -351,6 +397,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   add_two_pass_plugin (plugins);
   g_test_add_func ("/export-job/async-progress", test_async_progress);
+  g_test_add_func ("/export-job/every-block", test_every_block);
   g_test_add_func ("/export-job/cancelled", test_cancelled);
   g_test_add_func ("/export-job/sync-and-threads", test_sync_matches_async);
   g_test_add_func ("/export-job/tokenizer-files", test_tokenizer_files);

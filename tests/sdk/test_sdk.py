@@ -11,6 +11,8 @@ and runs the installed smelt on a recipe that uses it. Then:
 - the sums it wrote equal hashlib's SHA-256 of the tensors' bytes, read
   here from the merged16 export of the same run and, for the tensors no
   adapter touches, from the base model's own files;
+- the guide's Meson snippet builds the same plugin, installing it into
+  the staged plugin directory;
 - `smelt plugins checksums --json` shows its options as recipe keys, and
   a bad option value is refused by `smelt validate` with the key's name;
 - the same plugin built against headers announcing a newer plugin ABI is
@@ -234,6 +236,32 @@ class Sdk:
             assert t["dtype"].upper() == dtype.upper(), (t, dtype)
         assert not [f for f in os.listdir(out) if f.endswith(".partial")], os.listdir(out)
 
+    def case_meson_snippet(self):
+        """The guide's Meson build of the example, as printed there."""
+        guide = os.path.join(os.path.dirname(os.path.dirname(self.a.example)), "writing-plugins.md")
+        with open(guide) as f:
+            blocks = re.findall(r"```meson\n(.*?)```", f.read(), re.S)
+        assert len(blocks) == 1, "%s: %d meson blocks" % (guide, len(blocks))
+        src = os.path.join(self.w, "checksums-meson")
+        shutil.copytree(self.a.example, src)
+        with open(os.path.join(src, "meson.build"), "w") as f:
+            f.write("project('smelt-checksums', 'c')\n" + blocks[0])
+        build = os.path.join(src, "_build")
+        env = self.pc_env()
+        run(["meson", "setup", "--werror", build, src], env=env)
+        run(["meson", "compile", "-C", build], env=env)
+        plugins = os.path.join(self.w, "checksums-meson-plugins")
+        os.makedirs(plugins)
+        shutil.copy(os.path.join(build, "libsmelt-checksums.so"), plugins)
+        shutil.copy(os.path.join(src, "checksums.plugin"), plugins)
+        # where meson would install it: the staged smelt's plugin directory
+        p = run(["meson", "introspect", "--installed", build], env=env)
+        dirs = {os.path.dirname(d) for d in json.loads(p.stdout).values()}
+        want = self.pkg_config("--variable=plugindir", "smelt-plugin-1")
+        assert {os.path.realpath(d) for d in dirs} == {os.path.realpath(want)}, (dirs, want)
+        info = json.loads(self.smelt(plugins, "plugins", "checksums", "--json").stdout)
+        assert info["state"] == "loaded", info
+
     def case_bad_option(self):
         out = os.path.join(self.w, "out-bad")
         p = self.smelt(self.plugins, "validate", self.recipe("bad", out, "FileName=../escape\n"),
@@ -284,7 +312,7 @@ def main():
     if sys.flags.optimize:
         print("FAIL: run without -O / PYTHONOPTIMIZE: the checks are asserts")
         return 1
-    for case in ("install", "relocated", "build_and_list", "run", "bad_option", "newer_abi"):
+    for case in ("install", "relocated", "build_and_list", "run", "meson_snippet", "bad_option", "newer_abi"):
         try:
             getattr(sdk, "case_" + case)()
             print("ok", case)
