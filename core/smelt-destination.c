@@ -8,11 +8,17 @@
 
 /**
  * SmeltDestination:
+ * @parent_instance: the parent instance
  *
  * Where an export puts its files. Files created with
  * smelt_destination_create_file() become visible under their final names
  * only at smelt_destination_commit(); smelt_destination_abort() removes
  * everything, so a failed or cancelled export leaves nothing behind.
+ *
+ * "The job's thread", in the descriptions of the virtual methods
+ * (#SmeltDestinationClass), is the thread that runs
+ * smelt_export_job_prepare() and smelt_export_job_run(), or the one
+ * smelt_export_job_run_async() starts.
  */
 
 typedef struct {
@@ -99,6 +105,16 @@ smelt_destination_set_property (GObject      *object,
     }
 }
 
+/* ---- virtual methods ----
+ *
+ * Each virtual method is documented on the public function of the same
+ * name that calls it (prepare() on smelt_destination_prepare(), and so
+ * on): when their signatures match, g-ir-scanner gives the
+ * <virtual-method> that function's text, in place of the text of a
+ * `SmeltDestinationClass::name` block, so the reference shows one text on
+ * both pages. Write there what an implementation must do.
+ */
+
 static gboolean
 smelt_destination_real_prepare (SmeltDestination *self,
                                 GCancellable     *cancellable,
@@ -170,7 +186,16 @@ smelt_destination_init (SmeltDestination *self)
  *
  * Checks that the destination can take an export, before any work.
  *
- * Returns: %TRUE if it can
+ * A #SmeltExportJob calls this from smelt_export_job_prepare(), on the
+ * job's thread, once for each destination that an export of the recipe
+ * writes into: after smelt_destination_check_options() and after the
+ * model and adapters are open, before any format plans or creates a
+ * file. An implementation checks (the folder is usable, the token and
+ * the repo are valid) and creates nothing: `smelt run --dry-run` prepares
+ * and stops, and when this fails the job stops without calling
+ * smelt_destination_abort(). The default implementation accepts.
+ *
+ * Returns: %TRUE if it can, %FALSE with @error set
  */
 gboolean
 smelt_destination_prepare (SmeltDestination *self,
@@ -204,7 +229,24 @@ is_safe_relative_path (const char *path)
  *
  * Creates a file that appears under @path at commit.
  *
- * Returns: (transfer full): a stream to write the file, or %NULL
+ * During an export, formats call this on the job's thread, from
+ * write_rows() and finish(), through smelt_format_create_file(),
+ * smelt_format_write_file() and smelt_format_copy_file(). Before the
+ * virtual method runs, this function refuses a path that is absolute,
+ * empty or has an empty, `.` or `..` component
+ * (%SMELT_DESTINATION_ERROR_FAILED), and one this destination has already
+ * created (%SMELT_DESTINATION_ERROR_CONFLICT): an implementation can take
+ * @path as new and inside the destination, possibly with folders.
+ *
+ * It returns a stream that writes the file without showing it under
+ * @path before smelt_destination_commit() (localfs writes `PATH.partial`
+ * files; hf-hub stages them), and keeps what commit() and abort() need
+ * to find it. The caller owns and closes the stream. When
+ * smelt_destination_has_seekable_files() says so, the stream implements
+ * #GSeekable and can seek back.
+ *
+ * Returns: (transfer full): a stream to write the file, or %NULL with
+ *   @error set
  */
 GOutputStream *
 smelt_destination_create_file (SmeltDestination *self,
@@ -243,7 +285,23 @@ smelt_destination_create_file (SmeltDestination *self,
  *
  * Makes every created file visible under its final name.
  *
- * Returns: %TRUE on success
+ * A #SmeltExportJob calls this on the job's thread once every export has
+ * finished, for one destination after the other in the recipe's order,
+ * with a @message naming the recipe and the smelt version (hf-hub makes
+ * it the commit's title unless told otherwise). Just before, the job
+ * checks @cancellable and, when run with smelt_export_job_run_async(),
+ * waits until the caller has seen its progress reports.
+ *
+ * An implementation makes the files of smelt_destination_create_file()
+ * appear together, removes those smelt_destination_is_stale() names, and
+ * may report long work with smelt_destination_report_progress() (see
+ * smelt_destination_reports_commit_progress()). It checks @cancellable
+ * before anything becomes visible (localfs does before renaming), not
+ * after: the job's result must say whether files were committed. When
+ * this fails, the job calls smelt_destination_abort() on every
+ * destination, this one and those that have already committed included.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
 smelt_destination_commit (SmeltDestination *self,
@@ -260,6 +318,18 @@ smelt_destination_commit (SmeltDestination *self,
  * @self: a #SmeltDestination
  *
  * Removes everything created since the destination was made.
+ *
+ * A #SmeltExportJob calls this on the job's thread, on every destination
+ * of the job, when the run fails or is cancelled once
+ * smelt_export_job_prepare() has succeeded: while the formats write or
+ * finish, or when a commit fails, in which case destinations that have
+ * already committed are aborted too. A commit cannot be undone: an
+ * implementation removes what is not committed (partial or staged files,
+ * the folders it made for them) and leaves visible files alone, as
+ * localfs and hf-hub do. It must be safe to call at any time and more
+ * than once: before any file was created, after commit(), after an
+ * earlier abort(). It cannot fail. localfs also calls it when a
+ * destination that never committed is finalized.
  */
 void
 smelt_destination_abort (SmeltDestination *self)
@@ -273,6 +343,14 @@ smelt_destination_abort (SmeltDestination *self)
  * @self: a #SmeltDestination
  *
  * Gets where the files go, for people.
+ *
+ * Used in plans and messages: `smelt run` prints it for each export,
+ * through smelt_export_job_describe_destination(), with the plan
+ * (`--dry-run`) and after the run. It may be asked at any time, before
+ * smelt_destination_prepare() as after smelt_destination_commit(), when
+ * an implementation may say what happened (hf-hub names the commit or
+ * pull request it made). The default implementation gives the type's
+ * name.
  *
  * Returns: (transfer full): where the files go, for people
  */
@@ -291,6 +369,12 @@ smelt_destination_describe (SmeltDestination *self)
  * are written (a local file can; an upload that hashes the bytes as they
  * come cannot).
  *
+ * Formats ask in plan() (bnb4 does), to rewrite the start of a file once
+ * the data is written instead of taking a second pass, so the answer
+ * holds for the whole export. An implementation that says %TRUE returns
+ * streams from smelt_destination_create_file() that implement #GSeekable
+ * and can seek back. Without an implementation the answer is %FALSE.
+ *
  * Returns: %TRUE if the streams of smelt_destination_create_file() can seek
  */
 gboolean
@@ -304,29 +388,20 @@ smelt_destination_has_seekable_files (SmeltDestination *self)
 }
 
 /**
- * SmeltDestinationClass::reports_commit_progress:
- * @self: the destination
- *
- * Says whether the destination's commit does long work of its own, such
- * as uploading every file it staged, and reports that work with
- * smelt_destination_report_progress() while it runs. An export job calls
- * it once, on its working thread, after every destination was prepared
- * and before any data is computed, so the answer must not depend on what
- * is written. Leave it unset (the default: no) when commit only renames
- * or closes files.
- *
- * Returns: %TRUE if commit reports progress of its own
- */
-
-/**
  * smelt_destination_reports_commit_progress:
  * @self: a #SmeltDestination
  *
  * Whether smelt_destination_commit() does long work of its own, such as
  * uploading the files, and reports it with
- * smelt_destination_report_progress(). An export job asks before it
- * starts, so that its #SmeltExportJob:fraction can keep a share for that
- * work and never move backwards.
+ * smelt_destination_report_progress(). An export job asks once, on its
+ * working thread, after every destination was prepared and before any
+ * data is computed, so that its #SmeltExportJob:fraction can keep a share
+ * for that work and never move backwards.
+ *
+ * Implementations: the answer must not depend on what gets written. Leave
+ * the vfunc unset (the default: no) when commit only renames or closes
+ * files; a destination that says yes should report its commit's progress
+ * from the first byte to the last.
  *
  * Returns: %TRUE if committing reports progress of its own
  */
@@ -366,7 +441,17 @@ smelt_destination_get_name (SmeltDestination *self)
  * Checks the option values before anything is opened. Recipes call this
  * after setting the options, so that `smelt validate` reports bad values.
  *
- * Returns: %TRUE if the options are usable
+ * A #SmeltRecipe calls this from smelt_recipe_validate() and, for every
+ * job, from smelt_export_job_prepare(), on a new destination right after
+ * it set the keys of the `[Destination NAME]` group as properties, before
+ * smelt_destination_prepare(). smelt has already checked types, ranges
+ * and enum values; an implementation checks what only the destination
+ * can judge, and opens nothing: no file, no connection. The recipe
+ * reports a failure as %SMELT_RECIPE_ERROR_BAD_VALUE, with the recipe
+ * file and group before @error's message, so the message names the key
+ * (`Key=value: …`). Without an implementation every value is accepted.
+ *
+ * Returns: %TRUE if the options are usable, %FALSE with @error set
  */
 gboolean
 smelt_destination_check_options (SmeltDestination *self,

@@ -10,11 +10,17 @@
 
 /**
  * SmeltFormat:
+ * @parent_instance: the parent instance
  *
  * A way of writing the merged model. A job calls, in order:
  * plan() once; then for each tensor of the source, in order, for each row
  * block: encode_rows() on a worker thread (for %SMELT_ROWS_F32) and
  * write_rows() on the job's thread, in row order; finally finish().
+ *
+ * "The job's thread", in the descriptions of the virtual methods
+ * (#SmeltFormatClass), is the thread that runs smelt_export_job_prepare()
+ * and smelt_export_job_run(), or the one smelt_export_job_run_async()
+ * starts; only encode_rows() runs on other threads.
  *
  * Options are GObject properties; the property's nick is its recipe key
  * (e.g. a property "max-shard-size" with nick "MaxShardSize").
@@ -123,6 +129,63 @@ smelt_format_set_property (GObject      *object,
     }
 }
 
+/* ---- virtual methods ----
+ *
+ * A virtual method that a public function of the same name calls (plan()
+ * and smelt_format_plan(), and so on) is documented on that function:
+ * when their signatures match, g-ir-scanner gives the <virtual-method>
+ * the function's text, in place of the text of a `SmeltFormatClass::name`
+ * block, so the reference shows one text on both pages. Write there what
+ * an implementation must do. The two below have no such function.
+ */
+
+/**
+ * SmeltFormatClass::accepts_source:
+ * @self: a #SmeltFormat
+ * @source: the merged model the job is about to export
+ * @error: return location for a #GError
+ *
+ * Says whether the format can write from @source at all.
+ *
+ * smelt_format_plan() calls this on the job's thread just before plan(),
+ * with @source already set (smelt_format_get_source()) and nothing
+ * planned yet. A refusal fails smelt_export_job_prepare() before anything
+ * is planned or written; the job puts the export's name before the
+ * message.
+ *
+ * The default implementation refuses a source whose model is a GGUF file
+ * (smelt_model_get_gguf() is not %NULL) with
+ * %SMELT_FORMAT_ERROR_UNSUPPORTED: such a model has llama.cpp's tensor
+ * names and no Hugging Face configuration. Formats that read GGUF
+ * metadata (gguf-quant, ollama-modelfile) override it. An override
+ * replaces that check; chain up to keep it.
+ *
+ * Returns: %TRUE if the format can write from @source; %FALSE with
+ *   @error set, saying why, if not
+ */
+
+/**
+ * SmeltFormatClass::row_group:
+ * @self: a #SmeltFormat
+ * @tensor: a tensor the format wants as %SMELT_ROWS_F32 in this pass
+ *
+ * Says how many consecutive rows of @tensor must reach encode_rows()
+ * together, for a format that reorders rows inside groups (gguf-quant
+ * permutes the rows of each attention head of the Q and K projections).
+ *
+ * The job calls this through smelt_format_get_row_group(), on its thread,
+ * in each pass before it cuts @tensor into blocks, and only when the
+ * format wants the tensor's rows as float32. When several exports do, it
+ * takes the least common multiple of their groups: every block given to
+ * write_rows() and every slice given to encode_rows() then starts at a
+ * multiple of it and holds whole groups, except at the end of a tensor
+ * whose number of rows (smelt_tensor_get_n_rows()) is not a multiple.
+ *
+ * Optional: without it, or when it returns 0, the group is 1 row.
+ *
+ * Returns: the group size in rows
+ */
+
 static SmeltRows
 smelt_format_real_wants_rows (SmeltFormat *self,
                               SmeltTensor *tensor)
@@ -193,9 +256,26 @@ smelt_format_init (SmeltFormat *self)
  * @source: the merged model
  * @error: return location for a #GError
  *
- * Plans every file of the export from shapes and types.
+ * Plans every file of the export from shapes and types, before any data
+ * is read.
  *
- * Returns: %TRUE on success
+ * A #SmeltExportJob calls this from smelt_export_job_prepare(), on the
+ * job's thread, for each export in the recipe's order, once every
+ * destination is prepared. It keeps @source (smelt_format_get_source()),
+ * drops any earlier plan and asks accepts_source() first; the format's
+ * destination is set (smelt_format_get_destination()).
+ *
+ * Every format implements plan(). It records each file it will write with
+ * smelt_format_add_planned_file() (its size, or -1 when only writing will
+ * tell), and whatever else the layout needs: shard boundaries, headers,
+ * smelt_format_plan_tokenizer_files(), smelt_destination_replace_pattern().
+ * It writes nothing: `smelt run --dry-run` prints the plan and stops
+ * here. Other exports may not be planned yet; refer to them in link().
+ * A model the format cannot represent is an error
+ * (%SMELT_FORMAT_ERROR_UNSUPPORTED, naming the tensor or setting); the
+ * job puts the export's name before the message.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
 smelt_format_plan (SmeltFormat  *self,
@@ -221,6 +301,20 @@ smelt_format_plan (SmeltFormat  *self,
  *
  * Gets what the format needs of @tensor.
  *
+ * The job asks on its thread for every tensor of the source, in
+ * smelt_source_get_tensor() order: in smelt_export_job_prepare(), to
+ * count the bytes progress covers, and again before it streams the
+ * tensor, in each pass; the answer for a tensor must be the same both
+ * times. In a pass the format sits out (see smelt_format_get_n_passes())
+ * the job does not ask and takes %SMELT_ROWS_NONE.
+ *
+ * %SMELT_ROWS_F32 sends the tensor's merged rows through encode_rows() to
+ * write_rows(); %SMELT_ROWS_STORED sends its stored bytes straight to
+ * write_rows(), and when smelt_tensor_get_bytes() is %NULL (a computed
+ * tensor) the job sends float32 rows through encode_rows() instead;
+ * %SMELT_ROWS_NONE sends nothing. The default implementation
+ * wants nothing.
+ *
  * Returns: what the format needs of @tensor
  */
 SmeltRows
@@ -237,33 +331,36 @@ smelt_format_wants_rows (SmeltFormat *self,
 }
 
 /**
- * SmeltFormatClass::encode_rows:
- * @self: a #SmeltFormat
- * @tensor: the tensor
- * @first_row: index of the first row
- * @n_rows: number of rows
- * @rows: (type gpointer) (not nullable): @n_rows rows of float32 values
- * @out: where to append the encoded bytes
- * @error: return location for a #GError
- *
- * Encodes a block; see smelt_format_encode_rows().
- *
- * Returns: %TRUE on success
- */
-
-/**
  * smelt_format_encode_rows:
  * @self: a #SmeltFormat
  * @tensor: the tensor
- * @first_row: index of the first row
+ * @first_row: index of the first row, from the start of the tensor
  * @n_rows: number of rows
  * @rows: (type gpointer) (not nullable): @n_rows rows of float32 values
  * @out: where to append the encoded bytes
  * @error: return location for a #GError
  *
- * Encodes a block; called from worker threads.
+ * Encodes float32 rows into the bytes the file holds; called from worker
+ * threads.
  *
- * Returns: %TRUE on success
+ * The job calls this for the tensors the format wants as
+ * %SMELT_ROWS_F32 (see smelt_format_wants_rows()), on worker threads,
+ * several at once: an implementation must only read the format's state.
+ * A block of rows is encoded in one or more calls, consecutive slices in
+ * row order on one thread, all appending to the same @out, and
+ * write_rows() then receives everything appended for the block. Slices
+ * start at multiples of the row group (see smelt_format_get_row_group()).
+ *
+ * @rows holds @n_rows × smelt_tensor_get_row_length() values, merged
+ * (every adapter of the recipe applied); it belongs to the job and is
+ * valid during the call only. Append the encoded bytes to @out, which
+ * may already hold the block's earlier slices, and write nothing to the
+ * destination here. A value the file cannot hold is an error
+ * (%SMELT_FORMAT_ERROR_OVERFLOW, naming the tensor and row; see
+ * smelt_check_rows_fit()), never a silent infinity; the job puts the
+ * export's name before the message and fails.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
 smelt_format_encode_rows (SmeltFormat  *self,
@@ -290,7 +387,21 @@ smelt_format_encode_rows (SmeltFormat  *self,
  *
  * Writes a block, in order.
  *
- * Returns: %TRUE on success
+ * The job calls this on its thread for every block of every tensor the
+ * format wants, in smelt_source_get_tensor() order and row order; the
+ * blocks of a tensor cover each row once. @data holds what encode_rows()
+ * appended for the block (%SMELT_ROWS_F32), or the block's rows of
+ * smelt_tensor_get_bytes() as stored (%SMELT_ROWS_STORED).
+ *
+ * The format writes @data to its files (smelt_format_create_file()) or,
+ * like a checksum, only reads it; in a pass before its last (see
+ * smelt_format_get_n_passes()) it creates no file. Keep no reference to
+ * the bytes once this returns: their buffer goes back to the job for
+ * later blocks, which keeps memory bounded. Pass @cancellable on to
+ * stream calls. An error fails the job, with the export's name before
+ * the message, and the destinations remove what was written.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
 smelt_format_write_rows (SmeltFormat  *self,
@@ -313,7 +424,16 @@ smelt_format_write_rows (SmeltFormat  *self,
  *
  * Writes what remains once all tensors are written.
  *
- * Returns: %TRUE on success
+ * The job calls this on its thread after the last block of its last pass
+ * went through write_rows(), for each export in the recipe's order,
+ * checking @cancellable before each; destinations commit only once every
+ * export has finished. The format writes what streaming could not:
+ * indexes, configuration files, copies of the model's files
+ * (smelt_format_copy_tokenizer_files()). The default implementation
+ * writes nothing. An error fails the job, with the export's name before
+ * the message, and nothing is committed.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
 smelt_format_finish (SmeltFormat  *self,
@@ -556,7 +676,17 @@ smelt_format_copy_file (SmeltFormat  *self,
  * Checks the option values, without a model. Recipes call this after
  * setting the options, so that `smelt validate` reports bad values.
  *
- * Returns: %TRUE if the options are usable
+ * A #SmeltRecipe calls this from smelt_recipe_validate() and, for every
+ * job, from smelt_export_job_prepare(), on a new format right after it
+ * set the keys of the `[Export NAME]` group as properties: the format has
+ * no destination and no source yet, and no model is open. smelt has
+ * already checked types, ranges and enum values; an implementation
+ * checks what only the format can judge, and opens nothing. The recipe
+ * reports a failure as %SMELT_RECIPE_ERROR_BAD_VALUE, with the recipe
+ * file and group before @error's message, so the message names the key
+ * (`Key=value: …`). Without an implementation every value is accepted.
+ *
+ * Returns: %TRUE if the options are usable, %FALSE with @error set
  */
 gboolean
 smelt_format_check_options (SmeltFormat  *self,
@@ -671,6 +801,10 @@ smelt_format_copy_tokenizer_files (SmeltFormat   *self,
  * `smelt export` print it after a successful run. Formats that do not
  * implement the #SmeltFormatClass.get_summary vfunc have none.
  *
+ * Applications read it through smelt_export_job_get_summary() once the
+ * job has succeeded; an implementation describes what finish() left, in
+ * lines that each end in a newline.
+ *
  * Returns: (transfer full) (nullable): lines of text, each ending in a
  *   newline, or %NULL
  */
@@ -689,9 +823,19 @@ smelt_format_get_summary (SmeltFormat *self)
  * @self: a planned #SmeltFormat
  * @error: return location for a #GError
  *
- * Calls the link() method, once every export of the job is planned.
+ * Resolves the format's references to other exports of its job.
  *
- * Returns: %TRUE if the format's references to other exports hold
+ * smelt_export_job_prepare() calls this on the job's thread for each
+ * export in the recipe's order, once every export is planned and before
+ * anything is written (`smelt run --dry-run` included). A format that
+ * refers to another export's files (a Modelfile naming a GGUF) finds it
+ * here with smelt_format_lookup_export(), whose planned files are now
+ * complete, and refuses a reference that leads nowhere; the job puts the
+ * export's name before the message. Without an implementation a format
+ * has no references.
+ *
+ * Returns: %TRUE if the format's references to other exports hold,
+ *   %FALSE with @error set
  */
 gboolean
 smelt_format_link (SmeltFormat  *self,
@@ -747,11 +891,21 @@ smelt_format_lookup_export (SmeltFormat *self,
  * smelt_format_get_n_passes:
  * @self: a #SmeltFormat
  *
- * Gets how many passes over the tensors the format needs (see
- * #SmeltFormatClass.get_n_passes).
+ * Gets how many passes over the tensors the format needs: more than one
+ * for a format whose layout depends on the data itself (bnb4's double
+ * quantization stores a mean in each header).
  *
- * Returns: how many passes over the tensors the format needs (see
- *   #SmeltFormatClass.get_n_passes)
+ * The job asks on its thread, first after link() and then in every pass;
+ * the answer must stay the same. It makes as many passes as the export
+ * that needs most, and a format of n passes takes part in the job's last
+ * n, so every format writes in the job's last pass. In the passes before
+ * its last the format only reads, and the job reports them as the stage
+ * `scanning`: rows arrive through wants_rows(), encode_rows() and
+ * write_rows() as usual, smelt_format_get_pass() tells which pass it is,
+ * no file may be created, and end_pass() follows each of them. Without
+ * an implementation, or when it returns 0, a format needs one pass.
+ *
+ * Returns: how many passes over the tensors the format needs, at least 1
  */
 guint
 smelt_format_get_n_passes (SmeltFormat *self)
@@ -801,9 +955,18 @@ _smelt_format_set_pass (SmeltFormat *self,
  * @error: return location for a #GError
  *
  * Tells the format that read-only pass @pass is over, so it can complete
- * its plan (see #SmeltFormatClass.end_pass).
+ * its plan.
  *
- * Returns: %TRUE on success
+ * The job calls this on its thread once every tensor of the pass has gone
+ * through write_rows(), after each of the format's passes but the last
+ * (see smelt_format_get_n_passes()), with the format's own pass number,
+ * counted from 0 as smelt_format_get_pass() said during the pass. The
+ * format completes its plan here: sizes the pass found go to
+ * smelt_format_add_planned_file() again. Without an implementation
+ * nothing happens. An error fails the job, with the export's name before
+ * the message.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
 smelt_format_end_pass (SmeltFormat  *self,

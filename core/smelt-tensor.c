@@ -17,6 +17,31 @@
 
 G_DEFINE_INTERFACE (SmeltTensor, smelt_tensor, G_TYPE_OBJECT)
 
+/* ---- virtual methods ----
+ *
+ * Each virtual method is documented on the public function of the same
+ * name that calls it (get_name() on smelt_tensor_get_name(), and so on):
+ * when their signatures match, g-ir-scanner gives the <virtual-method>
+ * that function's text, in place of the text of a
+ * `SmeltTensorInterface::name` block, so the reference shows one text on
+ * both pages. Write there what an implementation must do.
+ *
+ * The block below only gives get_shape() the annotations of
+ * smelt_tensor_get_shape(): without them the two return types differ,
+ * the scanner does not pair them and the virtual method has no text.
+ */
+
+/**
+ * SmeltTensorInterface::get_shape:
+ * @self: a #SmeltTensor
+ * @n_dims: (out): where to store the number of dimensions
+ *
+ * Gets the dimensions; see smelt_tensor_get_shape().
+ *
+ * Returns: (array length=n_dims) (transfer none): the dimensions,
+ *   outermost first, owned by the tensor
+ */
+
 static void
 smelt_tensor_default_init (SmeltTensorInterface *iface)
 {
@@ -27,6 +52,10 @@ smelt_tensor_default_init (SmeltTensorInterface *iface)
  * @self: a #SmeltTensor
  *
  * Gets the tensor's name in the model it belongs to.
+ *
+ * Every implementation provides it. Formats call it from any thread,
+ * worker threads included (error messages of encode_rows()): return a
+ * string the tensor owns, never %NULL, the same for the tensor's life.
  *
  * Returns: the tensor's name in the model it belongs to
  */
@@ -43,6 +72,11 @@ smelt_tensor_get_name (SmeltTensor *self)
  *
  * Gets the element type of the tensor's natural representation.
  *
+ * Every implementation provides it: the type of the stored bytes
+ * (smelt_tensor_get_bytes()), or for a computed tensor the type it
+ * would be stored in. smelt_tensor_get_n_bytes() follows from it, and
+ * the job measures progress and cuts stored bytes into row blocks by it.
+ *
  * Returns: the element type of the tensor's natural representation
  */
 SmeltDType
@@ -53,22 +87,16 @@ smelt_tensor_get_dtype (SmeltTensor *self)
 }
 
 /**
- * SmeltTensorInterface::get_shape:
- * @self: a #SmeltTensor
- * @n_dims: (out): where to store the number of dimensions
- *
- * Gets the dimensions; see smelt_tensor_get_shape().
- *
- * Returns: (array length=n_dims) (transfer none): the dimensions,
- *   outermost first, owned by the tensor
- */
-
-/**
  * smelt_tensor_get_shape:
  * @self: a #SmeltTensor
  * @n_dims: (out): where to store the number of dimensions
  *
  * Gets the tensor's dimensions.
+ *
+ * Every implementation provides it. smelt_tensor_get_n_rows(),
+ * smelt_tensor_get_row_length() and the other sizes are computed from
+ * it, often and from every thread: return an array the tensor owns,
+ * unchanged for its life, without allocating. @n_dims is never %NULL.
  *
  * Returns: (array length=n_dims) (transfer none): the dimensions,
  *   outermost first, owned by the tensor
@@ -87,6 +115,15 @@ smelt_tensor_get_shape (SmeltTensor *self,
  * @self: a #SmeltTensor
  *
  * Gets the stored bytes without copying them.
+ *
+ * A tensor read from a file returns a new reference to its bytes there
+ * (a #GBytes over the mapping), smelt_tensor_get_n_bytes() of them, rows
+ * one after another in the type of smelt_tensor_get_dtype(): the job
+ * hands slices of it, a block of rows each, to the formats that want
+ * %SMELT_ROWS_STORED. A tensor whose rows are computed (merged with an
+ * adapter's delta, or dequantized from NF4) has no such bytes and returns
+ * %NULL, as does one without an implementation; the job then reads its
+ * rows with smelt_tensor_read_rows().
  *
  * Returns: (transfer full) (nullable): the stored bytes, or %NULL for
  *   tensors that are computed (merged views)
@@ -113,7 +150,16 @@ smelt_tensor_get_bytes (SmeltTensor *self)
  * Reads rows converted to @want. Safe to call from several threads at
  * once.
  *
- * Returns: %TRUE on success
+ * Every implementation provides it. This function has already refused
+ * rows outside the tensor (%SMELT_MODEL_ERROR_INVALID) and any other
+ * @want (%SMELT_MODEL_ERROR_UNSUPPORTED), so the virtual method gets a
+ * valid range and one of the three types. It writes @n_rows ×
+ * smelt_tensor_get_row_length() values to @dest. The job calls it from
+ * worker threads, several at once on distinct rows of the same tensor,
+ * and reads rows again in a later pass after smelt_tensor_release_rows()
+ * and smelt_tensor_release(): both must leave the rows readable.
+ *
+ * Returns: %TRUE on success, %FALSE with @error set
  */
 gboolean
 smelt_tensor_read_rows (SmeltTensor *self,
@@ -154,6 +200,10 @@ smelt_tensor_read_rows (SmeltTensor *self,
  * Tells whether an adapter changes this tensor; an unmodified tensor's
  * stored bytes can be copied as they are.
  *
+ * Formats ask from plan() on (bnb4 and gguf-quant plan by it), so the
+ * answer must not change during the tensor's life. Without an
+ * implementation a tensor is unmodified.
+ *
  * Returns: %TRUE if the tensor's values differ from the base model's
  */
 gboolean
@@ -172,6 +222,10 @@ smelt_tensor_is_modified (SmeltTensor *self)
  *
  * Tells the tensor the job is done with it, so that mapped pages and
  * caches can be dropped. Reading again afterwards still works.
+ *
+ * The job calls this on its thread once the tensor's last block has been
+ * written to every export, in each pass; a later pass reads the tensor
+ * again. Without an implementation nothing is dropped.
  */
 void
 smelt_tensor_release (SmeltTensor *self)
@@ -193,6 +247,11 @@ smelt_tensor_release (SmeltTensor *self)
  * Tells the tensor that these rows have been consumed, so that their
  * mapped pages can be dropped while the rest of the tensor streams.
  * Reading them again still works.
+ *
+ * The job calls this on its thread after each block has been written to
+ * every export, in row order, while worker threads may be reading later
+ * rows of the same tensor; that is what keeps memory bounded inside a
+ * tensor of several GB. Without an implementation nothing is dropped.
  */
 void
 smelt_tensor_release_rows (SmeltTensor *self,

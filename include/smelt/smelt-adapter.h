@@ -18,6 +18,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltAdapter, smelt_adapter, SMELT, ADAPTER, GObject)
 
+/**
+ * SmeltAdapterClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltAdapter, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltAdapter         *smelt_adapter_new_for_path   (const char   *path,
                                                     GError      **error);

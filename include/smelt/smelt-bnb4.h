@@ -124,6 +124,14 @@ typedef enum {
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltBnb4Tensor, smelt_bnb4_tensor, SMELT, BNB4_TENSOR, GObject)
 
+/**
+ * SmeltBnb4TensorClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltBnb4Tensor, a final type: it adds nothing
+ * to #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltBnb4Type smelt_bnb4_tensor_get_quant_type (SmeltBnb4Tensor *self);
 SMELT_AVAILABLE_IN_ALL

@@ -39,6 +39,14 @@ typedef enum {
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltChatTemplate, smelt_chat_template, SMELT, CHAT_TEMPLATE, GObject)
 
+/**
+ * SmeltChatTemplateClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltChatTemplate, a final type: it adds nothing
+ * to #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltChatTemplate  *smelt_chat_template_new_for_model       (SmeltModel         *model,
                                                               GError            **error);

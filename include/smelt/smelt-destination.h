@@ -19,6 +19,7 @@ G_DECLARE_DERIVABLE_TYPE (SmeltDestination, smelt_destination, SMELT, DESTINATIO
 
 /**
  * SmeltDestinationClass:
+ * @parent_class: the parent class
  * @prepare: checks the destination can take the export (called before any
  *   data is computed)
  * @create_file: opens a new file at a relative path, not visible under its
@@ -36,7 +37,9 @@ G_DECLARE_DERIVABLE_TYPE (SmeltDestination, smelt_destination, SMELT, DESTINATIO
  *   (default: no); an export job then gives that work a share of its
  *   #SmeltExportJob:fraction
  *
- * The virtual methods of a destination plugin.
+ * The virtual methods of a destination plugin. Each is described, with
+ * what an implementation must do, on the function of the same name that
+ * calls it (smelt_destination_prepare() and so on).
  */
 struct _SmeltDestinationClass
 {

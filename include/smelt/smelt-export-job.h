@@ -18,6 +18,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltExportJob, smelt_export_job, SMELT, EXPORT_JOB, GObject)
 
+/**
+ * SmeltExportJobClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltExportJob, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltExportJob *smelt_export_job_new           (SmeltRecipe    *recipe,
                                                 SmeltRegistry  *registry);

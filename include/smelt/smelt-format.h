@@ -66,6 +66,7 @@ G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
 
 /**
  * SmeltFormatClass:
+ * @parent_class: the parent class
  * @plan: computes every file and its size from shapes and types, before
  *   any data; records them with smelt_format_add_planned_file()
  * @wants_rows: what the format needs of @tensor
@@ -100,7 +101,11 @@ G_DECLARE_DERIVABLE_TYPE (SmeltFormat, smelt_format, SMELT, FORMAT, GObject)
  *   GGUF metadata can use
  *
  * The virtual methods of a format plugin. Tensors arrive in the order of
- * smelt_source_get_tensor(), rows in increasing order.
+ * smelt_source_get_tensor(), rows in increasing order. Each virtual
+ * method is described, with what an implementation must do, on the
+ * function of the same name that calls it (smelt_format_plan() and so
+ * on); #SmeltFormatClass.row_group and #SmeltFormatClass.accepts_source,
+ * which have no such function, on pages of their own.
  */
 struct _SmeltFormatClass
 {

@@ -175,6 +175,14 @@ gboolean    smelt_ggml_decode_rows          (SmeltGgmlType  type,
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltGgufLayout, smelt_gguf_layout, SMELT, GGUF_LAYOUT, GObject)
 
+/**
+ * SmeltGgufLayoutClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltGgufLayout, a final type: it adds nothing
+ * to #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltGgufLayout *smelt_gguf_layout_new        (void);
 SMELT_AVAILABLE_IN_ALL
@@ -255,6 +263,14 @@ guint64   smelt_gguf_layout_get_file_size     (SmeltGgufLayout *self);
 #define SMELT_TYPE_GGUF_FILE (smelt_gguf_file_get_type ())
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltGgufFile, smelt_gguf_file, SMELT, GGUF_FILE, GObject)
+
+/**
+ * SmeltGgufFileClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltGgufFile, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
 
 SMELT_AVAILABLE_IN_ALL
 SmeltGgufFile *smelt_gguf_file_new              (const char     *path,

@@ -19,6 +19,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltModel, smelt_model, SMELT, MODEL, GObject)
 
+/**
+ * SmeltModelClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltModel, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltModel   *smelt_model_new_for_path      (const char  *path,
                                              GError     **error);

@@ -18,6 +18,14 @@ SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltPlugin, smelt_plugin, SMELT, PLUGIN, GObject)
 
 /**
+ * SmeltPluginClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltPlugin, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
+/**
  * SmeltPluginState:
  * @SMELT_PLUGIN_STATE_LISTED: its .plugin file was read; no code loaded
  * @SMELT_PLUGIN_STATE_LOADED: the module is loaded and its features registered

@@ -17,6 +17,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltRecipe, smelt_recipe, SMELT, RECIPE, GObject)
 
+/**
+ * SmeltRecipeClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltRecipe, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltRecipe *smelt_recipe_new               (void);
 SMELT_AVAILABLE_IN_ALL

@@ -19,6 +19,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltRegistry, smelt_registry, SMELT, REGISTRY, GObject)
 
+/**
+ * SmeltRegistryClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltRegistry, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltRegistry    *smelt_registry_get_default      (void);
 SMELT_AVAILABLE_IN_ALL

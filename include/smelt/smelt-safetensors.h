@@ -24,6 +24,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltSafetensorsFile, smelt_safetensors_file, SMELT, SAFETENSORS_FILE, GObject)
 
+/**
+ * SmeltSafetensorsFileClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltSafetensorsFile, a final type: it adds
+ * nothing to #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltSafetensorsFile *smelt_safetensors_file_new            (const char            *path,
                                                              GError               **error);
@@ -48,6 +56,14 @@ guint64               smelt_safetensors_file_get_header_size (SmeltSafetensorsFi
 #define SMELT_TYPE_SAFETENSORS_LAYOUT (smelt_safetensors_layout_get_type ())
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltSafetensorsLayout, smelt_safetensors_layout, SMELT, SAFETENSORS_LAYOUT, GObject)
+
+/**
+ * SmeltSafetensorsLayoutClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltSafetensorsLayout, a final type: it adds
+ * nothing to #GObjectClass, and the type cannot be subclassed.
+ */
 
 SMELT_AVAILABLE_IN_ALL
 SmeltSafetensorsLayout *smelt_safetensors_layout_new          (void);

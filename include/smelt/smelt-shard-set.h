@@ -18,6 +18,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltShardSet, smelt_shard_set, SMELT, SHARD_SET, GObject)
 
+/**
+ * SmeltShardSetClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltShardSet, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltShardSet *smelt_shard_set_new            (guint64        max_shard_size);
 SMELT_AVAILABLE_IN_ALL

@@ -20,6 +20,14 @@ G_BEGIN_DECLS
 SMELT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (SmeltSource, smelt_source, SMELT, SOURCE, GObject)
 
+/**
+ * SmeltSourceClass:
+ * @parent_class: the parent class
+ *
+ * The class structure of #SmeltSource, a final type: it adds nothing to
+ * #GObjectClass, and the type cannot be subclassed.
+ */
+
 SMELT_AVAILABLE_IN_ALL
 SmeltSource  *smelt_source_new              (SmeltModel    *model,
                                              SmeltAdapter **adapters,

@@ -20,6 +20,7 @@ G_DECLARE_INTERFACE (SmeltTensor, smelt_tensor, SMELT, TENSOR, GObject)
 
 /**
  * SmeltTensorInterface:
+ * @g_iface: the parent interface
  * @get_name: the tensor's name in the output model
  * @get_dtype: the element type of the stored (or natural) representation
  * @get_shape: the dimensions, outermost first
@@ -34,7 +35,9 @@ G_DECLARE_INTERFACE (SmeltTensor, smelt_tensor, SMELT, TENSOR, GObject)
  *
  * A tensor as formats see it. A "row" is one slice along the first
  * dimension of a tensor of two or more dimensions; a 1-D or 0-D tensor is a
- * single row holding all its elements.
+ * single row holding all its elements. Each virtual method is described,
+ * with what an implementation must do, on the function of the same name
+ * that calls it (smelt_tensor_get_name() and so on).
  */
 struct _SmeltTensorInterface
 {
