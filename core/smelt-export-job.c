@@ -72,6 +72,7 @@ struct _SmeltExportJob
   double         export_share;
   double         commit_share;
   double         commit_base;    /* where the committing destination's share starts */
+  GArray        *commit_reports; /* gboolean per destination, asked once */
   guint          progress_interval; /* ms between reports, 0: every block */
 
   /* delivery */
@@ -126,6 +127,7 @@ smelt_export_job_finalize (GObject *object)
   g_clear_object (&self->source);
   g_clear_pointer (&self->formats, g_ptr_array_unref);
   g_clear_pointer (&self->destinations, g_ptr_array_unref);
+  g_clear_pointer (&self->commit_reports, g_array_unref);
   g_free (self->stage);
   g_free (self->current_tensor);
   g_free (self->reported_stage);
@@ -1462,8 +1464,6 @@ finish_and_commit (SmeltExportJob  *self,
 
       /* once per destination: each upload a destination reports starts a
        * stage of its own */
-      gboolean reports = smelt_destination_reports_commit_progress (d);
-
       report (self, "committing", NULL, self->plan_total, TRUE);
       g_clear_pointer (&self->reported_stage, g_free);
       wait_for_caller (self, cancellable);
@@ -1474,7 +1474,7 @@ finish_and_commit (SmeltExportJob  *self,
       g_signal_handler_disconnect (d, handler);
       if (!ok)
         return FALSE;
-      if (reports)
+      if (g_array_index (self->commit_reports, gboolean, i))
         self->commit_base = MIN (self->commit_base + self->commit_share, 1.0);
     }
   return TRUE;
@@ -1495,9 +1495,15 @@ share_fraction (SmeltExportJob *self)
 {
   guint n = 0;
 
+  g_clear_pointer (&self->commit_reports, g_array_unref);
+  self->commit_reports = g_array_sized_new (FALSE, FALSE, sizeof (gboolean), self->destinations->len);
   for (guint i = 0; i < self->destinations->len; i++)
-    if (smelt_destination_reports_commit_progress (g_ptr_array_index (self->destinations, i)))
-      n++;
+    {
+      gboolean reports = smelt_destination_reports_commit_progress (g_ptr_array_index (self->destinations, i));
+
+      g_array_append_val (self->commit_reports, reports);
+      n += reports ? 1 : 0;
+    }
   self->export_share = 1.0 / (n + 1);
   self->commit_share = n ? self->export_share : 0.0;
   self->commit_base = self->export_share;

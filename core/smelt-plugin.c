@@ -417,13 +417,13 @@ smelt_plugin_load (SmeltPlugin  *self,
 {
   const SmeltPluginDesc *desc;
   GError *local = NULL;
-  gboolean ok, changed;
+  gboolean ok, first_load;
 
   g_return_val_if_fail (SMELT_IS_PLUGIN (self), FALSE);
 
   g_mutex_lock (&self->lock);
-  changed = self->state == SMELT_PLUGIN_STATE_LISTED;
-  if (self->state == SMELT_PLUGIN_STATE_LISTED)
+  first_load = self->state == SMELT_PLUGIN_STATE_LISTED;
+  if (first_load)
     {
       desc = _smelt_plugin_loader_open (self->module_path, &local);
       if (desc != NULL && check_desc (self, desc, &local))
@@ -448,7 +448,7 @@ smelt_plugin_load (SmeltPlugin  *self,
   if (!ok && error)
     *error = g_error_copy (self->error);
   g_mutex_unlock (&self->lock);
-  if (changed)
+  if (first_load)
     notify_state (self);
   return ok;
 }

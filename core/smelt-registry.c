@@ -19,7 +19,8 @@
  * (searched first; a colon-separated list), then in
  * `$SMELT_PLUGIN_SYSTEM_PATH` or, when that is unset, the installed plugin
  * directory (`smelt-1/plugins` next to the loaded libsmelt when it exists,
- * so a relocated prefix keeps its own plugins). Each directory and its immediate subdirectories are searched.
+ * so a relocated prefix keeps its own plugins). Each directory and its
+ * immediate subdirectories are searched.
  * When two directories hold a plugin of the same name, the first wins.
  * No module is loaded until one of its features is used.
  */
