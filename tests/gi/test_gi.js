@@ -6,21 +6,21 @@
 // in code run with run_async() on a GLib main loop, reporting every block
 // (progress on the main thread, intermediate fractions that never
 // decrease and end at 1.0, current-tensor naming the model's tensors,
-// complete files), a run on a 125 MB model (made by
-// tests/gen/gen_tiny_model.py) cancelled from the first progress handler
+// complete files), a run on a 125 MB model (made by gi_check.py, as for
+// the Python tests) cancelled from the first progress handler
 // that sees it midway (G_IO_ERROR_CANCELLED, promptly, no file left
 // behind), and plugins loaded by a job's worker thread whose notify::state
 // still arrives on the main thread (GJS aborts on a call from another
 // thread, with G_DEBUG=fatal-criticals).
 //
-//   gjs test_gi.js SMELT_TOOL DEMO_DIR WORKDIR TYPELIB_DIR GENERATOR
+//   gjs test_gi.js SMELT_TOOL DEMO_DIR WORKDIR TYPELIB_DIR GI_CHECK_PY
 
 imports.gi.versions.Smelt = '1';
 imports.gi.versions.GIRepository = '2.0';
 const {GIRepository, GLib, Gio, GObject, Smelt} = imports.gi;
 const System = imports.system;
 
-const [smeltTool, demo, workdir, typelibDir, generator] = ARGV;
+const [smeltTool, demo, workdir, typelibDir, giCheck] = ARGV;
 
 function fail(msg) {
     printerr(`FAIL: ${msg}`);
@@ -227,15 +227,9 @@ function testExport(registry) {
 // while it is under way.
 function makeMidModel() {
     const dir = GLib.build_filenamev([workdir, 'mid']);
-    const run = args => {
-        const [, , err, status] = GLib.spawn_sync(null, ['/usr/bin/python3', generator, ...args],
-            null, GLib.SpawnFlags.DEFAULT, null);
-        check(status === 0, `${args[0]}: ${new TextDecoder().decode(err)}`);
-    };
-    run(['model', `${dir}/model`, '--arch', 'llama', '--dtype', 'bf16', '--layers', '4',
-        '--hidden', '1024', '--intermediate', '2816', '--heads', '8', '--kv-heads', '4',
-        '--vocab', '8192', '--seed', '7', '--fill', 'block']);
-    run(['adapter', `${dir}/adapter`, '--base', `${dir}/model`, '--rank', '8', '--seed', '8']);
+    const [, , err, status] = GLib.spawn_sync(null, ['/usr/bin/python3', giCheck, 'mid-model', dir],
+        null, GLib.SpawnFlags.DEFAULT, null);
+    check(status === 0, `gi_check.py mid-model: ${new TextDecoder().decode(err)}`);
     return dir;
 }
 

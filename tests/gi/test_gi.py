@@ -44,7 +44,7 @@ gi.require_version("GIRepository", "2.0")
 gi.require_version("Smelt", "1")
 from gi.repository import GIRepository, GLib, GObject, Gio, Smelt  # noqa: E402
 
-from gi_check import check, fail, read_safetensors_header  # noqa: E402,F401
+from gi_check import check, fail, files_under, make_mid_model, read_safetensors_header  # noqa: E402,F401
 
 MAIN_THREAD = threading.get_ident()
 
@@ -57,13 +57,6 @@ def check_gguf(path):
     check(magic == b"GGUF", f"{path}: not a GGUF file")
     check(version == 3, f"{path}: GGUF version {version}")
     check(n_tensors > 0 and n_kv > 0, f"{path}: {n_tensors} tensors, {n_kv} keys")
-
-
-def all_files(root):
-    out = []
-    for d, _, files in os.walk(root):
-        out += [os.path.relpath(os.path.join(d, f), root) for f in files]
-    return sorted(out)
 
 
 # ---- plugins and their properties ----
@@ -192,7 +185,7 @@ def test_export(registry, demo, workdir):
     check(job.get_bytes_done() == job.get_bytes_total() > 0,
           f"bytes {job.get_bytes_done()} of {job.get_bytes_total()}")
 
-    files = all_files(dest)
+    files = files_under(dest)
     print("files:", files)
     check(not [f for f in files if f.endswith(".partial")], f"partial files left: {files}")
     planned = set()
@@ -225,23 +218,8 @@ def test_export(registry, demo, workdir):
         check(json.load(f).get("torch_dtype") == "bfloat16", "config.json does not say bfloat16")
 
 
-def make_mid_model(workdir):
-    """A 125 MB bf16 model and its adapter: big enough that quantizing it
-    to Q4_K_M on one thread takes about a second, so progress reports
-    (every 100 ms) arrive while it is under way."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gen"))
-    import gen_tiny_model as gen  # noqa: E402
-
-    d = os.path.join(workdir, "mid")
-    gen.generate_model(os.path.join(d, "model"), arch="llama", dtype="bf16", layers=4,
-                       hidden=1024, intermediate=2816, heads=8, kv_heads=4, vocab=8192,
-                       seed=7, fill="block")
-    gen.generate_adapter(os.path.join(d, "adapter"), os.path.join(d, "model"), rank=8, seed=8)
-    return d
-
-
 def test_cancel(registry, workdir):
-    mid = make_mid_model(workdir)
+    mid = make_mid_model(os.path.join(workdir, "mid"))
     dest = os.path.join(workdir, "cancelled")
     recipe = make_recipe(mid, dest)
     recipe.set_option("gguf", "Types", "q4_k_m")
@@ -272,7 +250,7 @@ def test_cancel(registry, workdir):
     print(f"cancelled at fraction {seen['fraction']:.3f}, finished {latency * 1000:.0f} ms later: {error.message}")
     check(latency < 5.0, f"cancellation took {latency:.1f} s")
     check(job.get_stage() != "done", "stage is done after a cancel")
-    left = all_files(dest) if os.path.isdir(dest) else []
+    left = files_under(dest)
     check(left == [], f"files left behind after the cancel: {left}")
     shutil.rmtree(mid)
 

@@ -42,9 +42,8 @@ import gi
 gi.require_version("GdkPixbuf", "2.0")
 from gi.repository import GdkPixbuf  # noqa: E402
 
-from gi_check import check, fail, read_safetensors_header  # noqa: E402
+from gi_check import check, fail, files_under, make_mid_model, read_safetensors_header  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 30   # seconds for any one thing to happen
 
 # GGUF (docs/gguf.md of ggml): ggml type id -> (elements per block, bytes per block)
@@ -159,11 +158,6 @@ def tree(root, skip=()):
                 st = os.stat(p)
                 out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
     return out
-
-
-def files_under(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root)
-                  for d, _, fs in os.walk(root) for f in fs) if os.path.isdir(root) else []
 
 
 # ---- the X server, the application and its input ----
@@ -446,15 +440,9 @@ def main():
     os.makedirs(os.path.join(work, "recipes"))
 
     t0 = time.monotonic()
-    sys.path.insert(0, os.path.join(HERE, "..", "gen"))
-    import gen_tiny_model as gen  # noqa: E402
-    # big enough that the export takes over a second on one thread, so
-    # that the bar moves and a cancel lands midway
-    src = os.path.join(work, "src")
-    gen.generate_model(os.path.join(src, "model"), arch="llama", dtype="bf16", layers=4,
-                       hidden=1024, intermediate=2816, heads=8, kv_heads=4, vocab=8192,
-                       seed=7, fill="block")
-    gen.generate_adapter(os.path.join(src, "adapter"), os.path.join(src, "model"), rank=8, seed=8)
+    # the export takes over a second on one thread, so that the bar moves
+    # and a cancel lands midway
+    src = make_mid_model(os.path.join(work, "src"))
     base = {}
     for shard in glob.glob(os.path.join(src, "model", "*.safetensors")):
         base.update(read_safetensors_header(shard))
